@@ -1,0 +1,3 @@
+from speechs2s.cli import main
+
+main()
