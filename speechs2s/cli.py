@@ -26,3 +26,233 @@ class _Group(click.Group):
 @click.version_option(package_name="speechs2s")
 def main():
     """speechs2s: speech-to-text and text-to-speech toolkit."""
+
+
+@main.command()
+@click.argument("url")
+@click.argument("dest", type=click.Path(path_type=str))
+@click.option("--sha256", help="Expected SHA-256 of the file.")
+@click.option("--md5", help="Expected MD5 of the file.")
+@click.option("--extract", "extract_to", type=click.Path(file_okay=False), help="Unpack the archive into this folder.")
+def download(url, dest, sha256, md5, extract_to):
+    """Download URL to DEST (a file, or a folder for the URL's file name), resuming a partial
+    download and verifying the checksum; optionally unpack it safely.
+
+    \b
+    Example:
+      speechs2s download https://www.openslr.org/resources/12/dev-clean.tar.gz \\
+          data/downloads/ --sha256 76f87d09... --extract data/
+    """
+    from speechs2s.download import download as fetch, extract
+
+    path = fetch(url, dest, sha256=sha256, md5=md5)
+    if extract_to:
+        extract(path, extract_to)
+    click.echo(str(path))
+
+
+@main.command()
+@click.argument("corpus_type", type=click.Choice(["ljspeech", "librispeech", "kaldi", "fsdd", "yesno"]))
+@click.argument("source_dir", type=click.Path(path_type=str))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--speakers", help="FSDD only: comma-separated speakers to keep, e.g. george,theo.")
+@click.option("--split", type=click.Choice(["train", "test"]), help="FSDD only: upstream split (test = index 0-4).")
+def prepare(corpus_type, source_dir, out, speakers, split):
+    """Import a corpus in SOURCE_DIR into the JSONL manifest OUT (id, audio, duration, text, speaker).
+
+    \b
+    Corpus types: ljspeech (metadata.csv + wavs/), librispeech (*.trans.txt + .flac),
+    kaldi (wav.scp, text, utt2spk, segments), fsdd ({digit}_{speaker}_{index}.wav),
+    yesno (0_1_..._1.wav, text "lo"/"ken").
+    \b
+    Example:
+      speechs2s prepare fsdd ../shared/corpora/fsdd data/fsdd_test.jsonl --split test
+    """
+    import warnings
+
+    from speechs2s.data.corpora import prepare as prepare_corpus
+
+    options = {"speakers": speakers.split(",") if speakers else None, "split": split}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skips are reported below
+        entries = prepare_corpus(corpus_type, source_dir, out, **{k: v for k, v in options.items() if v is not None})
+    click.echo(f"wrote {len(entries)} entries ({entries.hours:.2f} h) to {out}")
+    if entries.skipped:
+        click.echo(f"skipped {len(entries.skipped)} utterance(s):")
+        for path, reason in entries.skipped[:5]:
+            click.echo(f"  {path}: {reason}")
+        if len(entries.skipped) > 5:
+            click.echo(f"  ... and {len(entries.skipped) - 5} more")
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value, e.g. --set optim.lr=5e-4 (repeatable).")
+@click.option("--resume", is_flag=True, help="Continue the run in trainer.out_dir exactly where it stopped.")
+def train(config, overrides, resume):
+    """Train the model described by the YAML file CONFIG and print the final checkpoint folder.
+
+    Multi-GPU: launch with torchrun. SIGINT/SIGTERM save a checkpoint and stop; --resume continues
+    as if never stopped.
+
+    \b
+    Example:
+      speechs2s train configs/asr_transformer_tiny.yaml --set trainer.out_dir=exp/fsdd --set optim.lr=5e-4
+      torchrun --nproc_per_node 4 -m speechs2s train configs/asr_transformer_base.yaml --resume
+    """
+    from speechs2s.train.config import load_config
+    from speechs2s.train.trainer import train as run_training
+
+    click.echo(str(run_training(load_config(config, list(overrides)), resume=resume)))
+
+
+@main.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=str))
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=str))
+def average(out, checkpoints):
+    """Average the weights of CHECKPOINTS (folders of one model) into the checkpoint folder OUT.
+
+    \b
+    Example:
+      speechs2s average exp/fsdd/avg exp/fsdd/checkpoints/step-00{4,5,6}000
+    """
+    from speechs2s.checkpoint import save_average
+
+    click.echo(str(save_average(out, list(checkpoints))))
+
+
+def _asr_options(command):
+    """Options shared by ``transcribe`` and ``evaluate``: model, search and device."""
+    options = [
+        click.option("--model", "model_name", default="default", show_default=True,
+                     help="Checkpoint folder, training output folder or bundled model name."),
+        click.option("--beam", type=click.IntRange(min=1), default=8, show_default=True,
+                     help="Beam size (1 with --ctc-weight 0 is greedy decoding)."),
+        click.option("--ctc-weight", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+                     help="Weight of CTC prefix scores in the beam search (1 = CTC prefix beam search only)."),
+        click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
+        click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _load_recognizer(model_name, beam, ctc_weight, device, threads):
+    """``(ASR, DecodeConfig)`` from the shared options."""
+    import torch
+
+    from speechs2s.asr import load_asr
+    from speechs2s.decode.asr import DecodeConfig
+
+    if threads:
+        torch.set_num_threads(threads)
+    return load_asr(model_name, device), DecodeConfig(mode="beam", beam_size=beam, ctc_weight=ctc_weight)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
+@_asr_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: per file its text, timed segments, decode time and RTF.")
+def transcribe(files, model_name, beam, ctc_weight, device, threads, as_json):
+    """Transcribe audio FILES (any format soundfile reads; long files are split at silences).
+
+    Prints the text for one file, "path<TAB>text" per line for several. A file that cannot be read
+    is reported as ``error: <file>: reason`` on stderr, the others are still transcribed, and the
+    exit code is 1.
+
+    \b
+    Example:
+      speechs2s transcribe speech.wav
+      speechs2s transcribe *.flac --model exp/librispeech/final --beam 10 --json > out.json
+    """
+    import json
+
+    asr, decode = _load_recognizer(model_name, beam, ctc_weight, device, threads)
+    transcripts = asr.transcribe_files(list(files), decode, progress=len(files) > 1 and sys.stderr.isatty())
+    for transcript in transcripts:
+        if transcript.error:
+            click.echo(f"error: {transcript.error}", err=True)
+    if as_json:
+        results = [{"file": t.source, "text": t.text, "error": t.error, "duration": round(t.duration, 3),
+                    "decode_seconds": round(t.seconds, 3), "rtf": round(t.rtf, 4),
+                    "segments": [{"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text} for s in t.segments]}
+                   for t in transcripts]
+        click.echo(json.dumps(results, indent=2, ensure_ascii=False))
+    else:
+        for transcript in transcripts:
+            if not transcript.error:
+                click.echo(transcript.text if len(files) == 1 else f"{transcript.source}\t{transcript.text}")
+    if any(transcript.error for transcript in transcripts):
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--manifest", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="JSONL manifest with audio and reference text.")
+@_asr_options
+@click.option("--report", type=click.Path(dir_okay=False, path_type=str),
+              help="Write a per-utterance TSV (id, ref, hyp, sub, del, ins, error) here.")
+def evaluate(manifest, model_name, beam, ctc_weight, device, threads, report):
+    """Transcribe a test manifest and print WER, CER (normalised text) and real-time factor.
+
+    Utterances that fail to read count as all-deleted and are listed on stderr.
+
+    \b
+    Example:
+      speechs2s evaluate --model exp/fsdd/final --manifest data/fsdd_test.jsonl --report exp/fsdd/test.tsv
+    """
+    asr, decode = _load_recognizer(model_name, beam, ctc_weight, device, threads)
+    evaluation = asr.evaluate(manifest, decode, progress=sys.stderr.isatty())
+    for row in evaluation.rows:
+        if row["error"]:
+            click.echo(f"error: {row['error']}", err=True)
+    if report:
+        evaluation.write_report(report)
+    click.echo(evaluation.summary())
+
+
+@main.command()
+@click.argument("text", required=False)
+@click.option("--file", "text_file", type=click.Path(dir_okay=False, path_type=str), help="Read the text from this UTF-8 file.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="Audio file to write (.wav or .flac, 16-bit).")
+@click.option("--model", "model_name", default="default", show_default=True,
+              help="TTS checkpoint folder, training output folder or bundled model name.")
+@click.option("--vocoder", default="griffin-lim", show_default=True, help="griffin-lim or a HiFi-GAN checkpoint folder.")
+@click.option("--plot-alignment", type=click.Path(dir_okay=False, path_type=str),
+              help="Save the attention alignment (first sentences) as a PNG.")
+@click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch.")
+def speak(text, text_file, output, model_name, vocoder, plot_alignment, device, threads):
+    """Synthesize TEXT (or "-" for stdin, or --file) into the audio file OUTPUT.
+
+    Long text is split into sentences, synthesized in batches and streamed to the file.
+
+    \b
+    Example:
+      speechs2s speak "Hello there. How are you?" -o hello.wav
+      cat book.txt | speechs2s speak - -o book.flac --model exp/ljspeech/final --vocoder exp/hifigan/final
+    """
+    from pathlib import Path
+
+    import torch
+
+    from speechs2s.errors import TextError
+    from speechs2s.tts import load_tts
+
+    if (text is None) == (text_file is None):
+        raise click.UsageError("give the text as an argument, as '-' for stdin, or with --file (one of them)")
+    if text_file is not None:
+        try:
+            text = Path(text_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise TextError(f"{text_file}: cannot read text ({error})") from None
+    elif text == "-":
+        text = sys.stdin.read()
+    if threads:
+        torch.set_num_threads(threads)
+    tts = load_tts(model_name, device, vocoder)
+    seconds = tts.synthesize_to_file(text, output, plot_alignment=plot_alignment, progress=sys.stderr.isatty())
+    click.echo(f"wrote {seconds:.2f} s of speech to {output}")

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# TTS on joe-lj (one synthetic voice in LJSpeech layout): acoustic model, HiFi-GAN vocoder, samples.
+set -euo pipefail
+. "$(dirname "$0")/../../tools/recipe.sh"
+
+stage=0
+stop_stage=100
+data=${SPEECHS2S_DATA:-}                          # corpora root holding joe-lj/
+config=$repo/configs/tts_transformer_tiny.yaml   # or configs/tts_tacotron_tiny.yaml
+vocoder_config=$repo/configs/vocoder_hifigan_tiny.yaml
+sentences=$repo/recipes/tools/tts_sentences.txt   # stage 4 speaks these (none is in joe-lj)
+manifests=$recipe_dir/data
+exp=$recipe_dir/exp/tts_transformer_tiny
+vocoder_exp=$recipe_dir/exp/vocoder_hifigan_tiny
+usage="Usage: $0 [--data DIR] [--stage N] [--stop-stage N] [--config YAML] [--vocoder-config YAML] [--exp DIR]
+  stage 1: manifests (joe-lj train / dev)   stage 2: train the acoustic model
+  stage 3: train the HiFi-GAN vocoder       stage 4: synthesize --sentences into EXP/samples (Griffin-Lim if stage 3 was skipped)"
+parse_options "$@"
+
+if stage 1 "prepare manifests"; then
+  require_data joe-lj
+  speechs2s prepare ljspeech "$data/joe-lj/train" "$manifests/train.jsonl"
+  speechs2s prepare ljspeech "$data/joe-lj/dev" "$manifests/valid.jsonl"
+fi
+
+if stage 2 "train $config"; then
+  train_model "$config" "$exp" --set "data.train=$manifests/train.jsonl" --set "data.valid=$manifests/valid.jsonl"
+fi
+
+if stage 3 "train vocoder $vocoder_config"; then
+  train_model "$vocoder_config" "$vocoder_exp" --set "data.train=$manifests/train.jsonl" --set "data.valid=$manifests/valid.jsonl"
+fi
+
+if stage 4 "synthesize $sentences"; then
+  vocoder=griffin-lim
+  [ -e "$vocoder_exp/last" ] && vocoder=$vocoder_exp
+  synthesize_lines "$exp" "$vocoder" "$sentences" "$exp/samples"
+fi

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# TTS on LJSpeech 1.1 (keithito.com): download, manifests, acoustic model, HiFi-GAN vocoder, samples.
+# Splits by chapter: LJ001 + LJ003 test (the sentences joe-lj also reserves), LJ002 valid, the rest train.
+set -euo pipefail
+. "$(dirname "$0")/../../tools/recipe.sh"
+
+stage=0
+stop_stage=100
+data=${SPEECHS2S_DATA:-}                          # archive goes to $data/downloads, corpus to $data/LJSpeech-1.1
+url=https://data.keithito.com/data/speech/LJSpeech-1.1.tar.bz2
+sha256=be1a30453f28eb8dd26af4101ae40cbf2c50413b1bb21936cbcdc6fae3de8aa5
+config=$repo/configs/tts_transformer_tiny.yaml
+vocoder_config=$repo/configs/vocoder_hifigan_tiny.yaml
+sentences=$repo/recipes/tools/tts_sentences.txt
+manifests=$recipe_dir/data
+exp=$recipe_dir/exp/tts_transformer_tiny
+vocoder_exp=$recipe_dir/exp/vocoder_hifigan_tiny
+usage="Usage: $0 [--data DIR] [--stage N] [--stop-stage N] [--url URL] [--config YAML] [--vocoder-config YAML] [--exp DIR]
+  stage 0: download and unpack (2.6 GB, resumable, checksum-verified)   stage 1: manifests
+  stage 2: train the acoustic model   stage 3: train the HiFi-GAN vocoder   stage 4: synthesize --sentences"
+parse_options "$@"
+
+if stage 0 "download LJSpeech-1.1"; then
+  [ -n "$data" ] || die "no data folder: pass --data DIR or set SPEECHS2S_DATA"
+  speechs2s download "$url" "$data/downloads/" --sha256 "$sha256" --extract "$data"
+fi
+
+if stage 1 "prepare manifests"; then
+  require_data LJSpeech-1.1
+  speechs2s prepare ljspeech "$data/LJSpeech-1.1" "$manifests/all.jsonl"
+  python "$repo/recipes/tools/filter_manifest.py" "$manifests/all.jsonl" "$manifests/test.jsonl" --id-regex '^LJ00[13]-'
+  python "$repo/recipes/tools/filter_manifest.py" "$manifests/all.jsonl" "$manifests/valid.jsonl" --id-regex '^LJ002-'
+  python "$repo/recipes/tools/filter_manifest.py" "$manifests/all.jsonl" "$manifests/train.jsonl" --id-regex '^LJ00[123]-' --invert
+fi
+
+if stage 2 "train $config"; then
+  train_model "$config" "$exp" --set "data.train=$manifests/train.jsonl" --set "data.valid=$manifests/valid.jsonl"
+fi
+
+if stage 3 "train vocoder $vocoder_config"; then
+  train_model "$vocoder_config" "$vocoder_exp" --set "data.train=$manifests/train.jsonl" --set "data.valid=$manifests/valid.jsonl"
+fi
+
+if stage 4 "synthesize $sentences"; then
+  vocoder=griffin-lim
+  [ -e "$vocoder_exp/last" ] && vocoder=$vocoder_exp
+  synthesize_lines "$exp" "$vocoder" "$sentences" "$exp/samples"
+fi

@@ -1,0 +1,70 @@
+# Shared by every recipes/<corpus>/<task>/run.sh: option parsing, stage selection, training.
+#
+#     . "$(dirname "$0")/../../tools/recipe.sh"   # defines the functions below and $repo, $recipe_dir
+#     stage=0 stop_stage=100 data=${SPEECHS2S_DATA:-} ...   # defaults: each one is an option
+#     usage="..."
+#     parse_options "$@"
+#     if stage 1 "prepare manifests"; then ...; fi
+#
+# Paths are used as given (relative to where the script was started); outputs default to the
+# recipe's own folder (data/ for manifests, exp/ for models and results).
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+recipe_dir=$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)
+export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"  # recipes run the checkout they live in
+
+die() { echo "error: $*" >&2; exit 1; }
+
+parse_options() {
+  # Every `--some-name VALUE` (or `--some-name=VALUE`) sets the existing variable `some_name`.
+  local name value
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      -h|--help) echo "$usage"; exit 0 ;;
+      --*=*) name="${1%%=*}"; value="${1#*=}"; shift ;;
+      --*) [ $# -ge 2 ] || die "option $1 needs a value"; name="$1"; value="$2"; shift 2 ;;
+      *) die "unexpected argument '$1' (see --help)" ;;
+    esac
+    name="${name#--}"; name="${name//-/_}"
+    case "$name" in repo|recipe_dir|usage|name|value) die "unknown option --${name//_/-} (see --help)" ;; esac
+    declare -p "$name" > /dev/null 2>&1 || die "unknown option --${name//_/-} (see --help)"
+    printf -v "$name" '%s' "$value"
+  done
+}
+
+stage() {
+  # stage NUMBER DESCRIPTION: true (after printing a header) when stage <= NUMBER <= stop_stage.
+  [ "$1" -ge "$stage" ] && [ "$1" -le "$stop_stage" ] || return 1
+  echo "=== stage $1: $2 ($(date '+%H:%M:%S'))"
+}
+
+require_data() {
+  # require_data [SUBDIR]: fail with a clear message unless $data/SUBDIR is a folder.
+  [ -n "$data" ] || die "no data folder: pass --data DIR or set SPEECHS2S_DATA"
+  [ -d "$data/${1:-}" ] || die "$data/${1:-}: not found (pass --data DIR or set SPEECHS2S_DATA)"
+}
+
+train_model() {
+  # train_model CONFIG OUT_DIR [--set KEY=VALUE ...]: start a run in OUT_DIR, or resume the one there.
+  local config=$1 out=$2 resume=()
+  shift 2
+  [ -e "$out/last" ] && resume=(--resume)
+  speechs2s train "$config" --set "trainer.out_dir=$out" "$@" "${resume[@]}"
+}
+
+evaluate_model() {
+  # evaluate_model MODEL_DIR MANIFEST NAME: WER/CER of MODEL_DIR on MANIFEST -> MODEL_DIR/results_NAME.{txt,tsv}.
+  speechs2s evaluate --model "$1" --manifest "$2" --report "$1/results_$3.tsv" | tee "$1/results_$3.txt"
+}
+
+synthesize_lines() {
+  # synthesize_lines MODEL_DIR VOCODER TEXT_FILE OUT_DIR: one OUT_DIR/NNN.wav (+ alignment PNG) per line.
+  local model=$1 vocoder=$2 text_file=$3 out=$4 number=0 line
+  mkdir -p "$out"
+  while IFS= read -r line; do
+    number=$((number + 1))
+    [ -n "$line" ] || continue
+    speechs2s speak "$line" -o "$out/$(printf %03d $number).wav" --model "$model" --vocoder "$vocoder" \
+      --plot-alignment "$out/$(printf %03d $number).png"
+  done < "$text_file"
+}

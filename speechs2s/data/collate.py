@@ -1,0 +1,62 @@
+"""Collate dataset items into padded batches with explicit lengths (padding value 0).
+
+Items that are ``None`` (audio that could not be read; the dataset logged why) are dropped and
+counted in the batch's ``"skipped"``. A batch whose items were all unreadable collates to ``None``,
+which the trainer skips.
+"""
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+
+def collate_asr(items: list[dict | None]) -> dict | None:
+    """``{"ids": list[str], "features": (B, T, M), "feature_lengths": (B,), "tokens": (B, L),
+    "token_lengths": (B,), "skipped": int}``."""
+    kept = [item for item in items if item is not None]
+    if not kept:
+        return None
+    features, feature_lengths = _pad([item["features"] for item in kept])
+    tokens, token_lengths = _pad([item["tokens"] for item in kept])
+    return {
+        "ids": [item["id"] for item in kept],
+        "features": features,
+        "feature_lengths": feature_lengths,
+        "tokens": tokens,
+        "token_lengths": token_lengths,
+        "skipped": len(items) - len(kept),
+    }
+
+
+def collate_tts(items: list[dict | None]) -> dict | None:
+    """``{"ids", "tokens": (B, L), "token_lengths": (B,), "mels": (B, T, M), "mel_lengths": (B,), "skipped"}``."""
+    kept = [item for item in items if item is not None]
+    if not kept:
+        return None
+    tokens, token_lengths = _pad([item["tokens"] for item in kept])
+    mels, mel_lengths = _pad([item["mel"] for item in kept])
+    return {
+        "ids": [item["id"] for item in kept],
+        "tokens": tokens,
+        "token_lengths": token_lengths,
+        "mels": mels,
+        "mel_lengths": mel_lengths,
+        "skipped": len(items) - len(kept),
+    }
+
+
+def collate_vocoder(items: list[dict | None]) -> dict | None:
+    """Fixed-length segments: ``{"ids", "wavs": (B, S), "mels": (B, frames, M), "skipped"}``."""
+    kept = [item for item in items if item is not None]
+    if not kept:
+        return None
+    return {
+        "ids": [item["id"] for item in kept],
+        "wavs": torch.stack([item["wav"] for item in kept]),
+        "mels": torch.stack([item["mel"] for item in kept]),
+        "skipped": len(items) - len(kept),
+    }
+
+
+def _pad(sequences: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, T_max, ...)`` zero-padded along the first dim, and the lengths ``LongTensor (B,)``."""
+    lengths = torch.tensor([len(sequence) for sequence in sequences], dtype=torch.long)
+    return pad_sequence(sequences, batch_first=True, padding_value=0), lengths

@@ -1,0 +1,159 @@
+"""Map-style datasets over manifest entries: ASR (features, tokens), TTS (tokens, mel), vocoder (wav, mel).
+
+Audio is read with :func:`speechs2s.audio.load_audio` at the feature sample rate (only the
+``start``..``end`` part for segment entries). An unreadable entry is logged and yields ``None``,
+which the collate functions drop and count. Random choices (speed factor, vocoder segment) come
+from a generator seeded by ``(seed, epoch, index)``: reproducible in any DataLoader worker.
+"""
+import logging
+import math
+import os
+
+import torch
+from torch.utils.data import Dataset
+
+from speechs2s.audio import ASR_FEATURES, TTS_FEATURES, FeatureConfig, LogMel, load_audio
+from speechs2s.data.augment import speed_perturb
+from speechs2s.data.manifest import read_manifest
+from speechs2s.errors import AudioError, ManifestError
+
+log = logging.getLogger(__name__)
+
+
+class AudioDataset(Dataset):
+    """Base: entries (a list or a manifest path), seeded per-item randomness and safe loading.
+
+    ``speed_perturb``: factors (e.g. ``[0.9, 1.0, 1.1]``) of which one is picked at random per item.
+    """
+
+    def __init__(
+        self,
+        entries_or_path: list[dict] | str | os.PathLike,
+        features: FeatureConfig,
+        speed_perturb: list[float] | None = None,
+        seed: int = 0,
+    ):
+        is_path = isinstance(entries_or_path, (str, os.PathLike))
+        self.entries = read_manifest(entries_or_path) if is_path else list(entries_or_path)
+        self.source = str(entries_or_path) if is_path else "entries"
+        self.features = features
+        self.log_mel = LogMel(features)
+        self.speed_factors = tuple(speed_perturb or (1.0,))
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw new random choices for ``epoch`` (call it with the sampler's ``set_epoch``)."""
+        self.epoch = epoch
+
+    @property
+    def lengths(self) -> list[int]:
+        """Feature frames per item from the manifest durations (no audio is read), at the slowest
+        speed factor so a sampler's frame budget holds for any factor."""
+        rate = self.features.sample_rate / min(self.speed_factors)
+        return [math.ceil(entry["duration"] * rate) // self.features.hop_length + 1 for entry in self.entries]
+
+    def _generator(self, index: int) -> torch.Generator:
+        return torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & (2**63 - 1))
+
+    def _load(self, index: int, generator: torch.Generator) -> torch.Tensor | None:
+        """Waveform ``(T,)`` at the feature rate, speed-perturbed; ``None`` (logged) if unreadable."""
+        entry = self.entries[index]
+        try:
+            wav = load_audio(entry["audio"], self.features.sample_rate, entry.get("start", 0.0), entry.get("end"))
+        except AudioError as error:
+            log.warning("skipping %r: %s", entry["id"], error)
+            return None
+        factor = self.speed_factors[int(torch.randint(len(self.speed_factors), (), generator=generator))]
+        return speed_perturb(wav, self.features.sample_rate, factor)
+
+
+class _TranscribedDataset(AudioDataset):
+    """Items ``{"id", <feature_key>: (frames, M), "tokens": LongTensor (L,)}``; every entry needs ``text``.
+
+    ``transform`` maps features ``(frames, M)`` (e.g. SpecAugment), ``target_transform`` the token ids.
+    """
+
+    feature_key: str
+    default_features: FeatureConfig
+
+    def __init__(
+        self,
+        entries_or_path: list[dict] | str | os.PathLike,
+        tokenizer,
+        features: FeatureConfig | None = None,
+        transform=None,
+        target_transform=None,
+        speed_perturb: list[float] | None = None,
+        seed: int = 0,
+    ):
+        super().__init__(entries_or_path, features or self.default_features, speed_perturb, seed)
+        untranscribed = [entry["id"] for entry in self.entries if not isinstance(entry.get("text"), str)]
+        if untranscribed:
+            raise ManifestError(f"{self.source}: {len(untranscribed)} entries have no 'text', first: {untranscribed[0]!r}")
+        self.tokenizer = tokenizer
+        self.transform = transform
+        self.target_transform = target_transform
+
+    def __getitem__(self, index: int) -> dict | None:
+        wav = self._load(index, self._generator(index))
+        if wav is None:
+            return None
+        features = self.log_mel(wav)
+        tokens = torch.tensor(self.tokenizer.encode(self.entries[index]["text"]), dtype=torch.long)
+        if self.transform is not None:
+            features = self.transform(features)
+        if self.target_transform is not None:
+            tokens = self.target_transform(tokens)
+        return {"id": self.entries[index]["id"], self.feature_key: features, "tokens": tokens}
+
+
+class ASRDataset(_TranscribedDataset):
+    """ASR items ``{"id", "features": (frames, M), "tokens": (L,)}``; features default to ``ASR_FEATURES``."""
+
+    feature_key = "features"
+    default_features = ASR_FEATURES
+
+
+class TTSDataset(_TranscribedDataset):
+    """TTS items ``{"id", "tokens": (L,), "mel": (frames, M)}``; features default to ``TTS_FEATURES``."""
+
+    feature_key = "mel"
+    default_features = TTS_FEATURES
+
+
+class VocoderDataset(AudioDataset):
+    """Random fixed-length pieces for vocoder (HiFi-GAN) training:
+    ``{"id", "wav": (segment_frames * hop_length,), "mel": (segment_frames, M)}``.
+
+    The mel is computed on the whole utterance and sliced, so frame ``i`` of the piece is centred on
+    its sample ``i * hop_length``; utterances shorter than a piece are zero-padded.
+    """
+
+    def __init__(
+        self,
+        entries_or_path: list[dict] | str | os.PathLike,
+        features: FeatureConfig = TTS_FEATURES,
+        segment_frames: int = 32,
+        seed: int = 0,
+    ):
+        super().__init__(entries_or_path, features, seed=seed)
+        self.segment_frames = segment_frames
+
+    @property
+    def lengths(self) -> list[int]:
+        return [self.segment_frames] * len(self.entries)
+
+    def __getitem__(self, index: int) -> dict | None:
+        generator = self._generator(index)
+        wav = self._load(index, generator)
+        if wav is None:
+            return None
+        hop, samples = self.features.hop_length, self.segment_frames * self.features.hop_length
+        wav = torch.nn.functional.pad(wav, (0, max(0, samples - wav.numel())))
+        first = int(torch.randint((wav.numel() - samples) // hop + 1, (), generator=generator))
+        mel = self.log_mel(wav)[first : first + self.segment_frames]
+        return {"id": self.entries[index]["id"], "wav": wav[first * hop : first * hop + samples], "mel": mel}

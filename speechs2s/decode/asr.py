@@ -1,0 +1,308 @@
+"""ASR decoding: batched greedy (attention and CTC), joint attention/CTC beam search, CTC prefix beam search.
+
+Every search works on any model with the decoder protocol of ``speechs2s.models`` (see docs/design.md):
+
+- ``encode(features (B, T, M), feature_lengths (B,)) -> (enc (B, T', D), enc_lengths (B,))``
+- ``ctc_log_probs(enc) -> (B, T', V)``
+- ``init_decoder_state(enc, enc_lengths) -> state`` and
+  ``decode_step(prev_tokens (B,), state) -> (log_probs (B, V), state)``,
+  ``reorder_state(state, indices (B',)) -> state`` (rows picked, possibly repeated)
+
+and a tokenizer whose ``blank_id == pad_id == 0`` and ``sos_id == eos_id``. Token lists returned
+here never contain sos, eos or blank. A model trained with CTC only (``config.ctc_weight == 1``)
+decodes with its CTC head, one trained without CTC (``0``) with its attention decoder only.
+
+Scores are natural-log probabilities. The joint score of a hypothesis y is
+``(1 - ctc_weight) * log p_att(y, eos) + ctc_weight * log p_ctc(y)``, where the CTC part is
+accumulated from prefix scores (Watanabe et al., 2017, "Hybrid CTC/attention architecture").
+"""
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from speechs2s.errors import ConfigError
+from speechs2s.nn.masks import sequence_mask
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class DecodeConfig:
+    """How to turn encoder output into tokens.
+
+    mode: ``"beam"`` (joint attention/CTC beam search), ``"greedy"`` (attention argmax per step) or
+    ``"ctc_greedy"`` (best path of the CTC head, collapsed).
+    ctc_weight: weight of CTC prefix scores in beam search; 1.0 (or a model without decoder) runs a
+    CTC prefix beam search.
+    length_penalty: finished hypotheses are ranked by ``score / (tokens + 1) ** length_penalty``.
+    max_len_ratio: at most ``ceil(max_len_ratio * encoder_frames)`` tokens per utterance.
+    """
+
+    mode: Literal["beam", "greedy", "ctc_greedy"] = "beam"
+    beam_size: int = 8
+    ctc_weight: float = 0.3
+    length_penalty: float = 1.0
+    max_len_ratio: float = 1.0
+
+    def __post_init__(self):
+        if self.mode not in ("beam", "greedy", "ctc_greedy"):
+            raise ValueError(f"DecodeConfig.mode must be beam, greedy or ctc_greedy, got {self.mode!r}")
+        if self.beam_size < 1:
+            raise ValueError(f"DecodeConfig.beam_size must be >= 1, got {self.beam_size}")
+        if not 0.0 <= self.ctc_weight <= 1.0:
+            raise ValueError(f"DecodeConfig.ctc_weight must be in [0, 1], got {self.ctc_weight}")
+
+
+@dataclass
+class Hypothesis:
+    """A finished hypothesis: ``tokens`` (no sos/eos/blank) and its joint log-probability ``score``."""
+
+    tokens: list[int]
+    score: float
+
+
+def max_lengths(enc_lengths: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Most tokens allowed per utterance: ``ceil(ratio * enc_lengths)``, at least 1. ``(B,)``."""
+    return (enc_lengths.float() * ratio).ceil().long().clamp(min=1)
+
+
+def search_ctc_weight(model, requested: float) -> float:
+    """The CTC weight a search can use: 0 for a model trained without CTC head (``config.ctc_weight == 0``),
+    1 for one trained with CTC only (its attention decoder is untrained), else ``requested``."""
+    trained = model.config.ctc_weight
+    return 0.0 if trained == 0 else 1.0 if trained == 1 else requested
+
+
+@torch.no_grad()
+def decode(model, features: torch.Tensor, feature_lengths: torch.Tensor, config: DecodeConfig,
+           eos_id: int, blank_id: int = 0) -> list[list[int]]:
+    """Features ``(B, T, M)`` with lengths ``(B,)`` -> the best token list of each utterance."""
+    enc, enc_lengths = model.encode(features, feature_lengths)
+    weight = search_ctc_weight(model, config.ctc_weight if config.mode == "beam" else 0.5)
+    if config.mode == "ctc_greedy" and weight == 0:
+        raise ConfigError("decode mode ctc_greedy: this model has no CTC head (use greedy or beam)")
+    if config.mode == "ctc_greedy" or (config.mode == "greedy" and weight == 1):
+        return ctc_greedy(model.ctc_log_probs(enc), enc_lengths, blank_id)
+    if config.mode == "greedy":
+        return greedy_attention(model, enc, enc_lengths, eos_id, config.max_len_ratio, blank_id)
+    if weight == 1:
+        log_probs = model.ctc_log_probs(enc)
+        return [ctc_prefix_beam_search(utterance[:length], config.beam_size, blank_id)[0].tokens
+                for utterance, length in zip(log_probs, enc_lengths.tolist())]
+    search = dataclasses.replace(config, ctc_weight=weight)
+    return [hyps[0].tokens for hyps in beam_search(model, enc, enc_lengths, search, eos_id, blank_id)]
+
+
+def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank_id: int = 0) -> list[list[int]]:
+    """Best CTC path ``(B, T, V)`` -> tokens: argmax per frame, repeats collapsed, blanks dropped."""
+    best = log_probs.argmax(-1)  # (B, T)
+    changed = torch.ones_like(best, dtype=torch.bool)
+    changed[:, 1:] = best[:, 1:] != best[:, :-1]
+    keep = changed & (best != blank_id) & sequence_mask(lengths.to(best.device), best.shape[1])
+    return [row[mask].tolist() for row, mask in zip(best, keep)]
+
+
+def greedy_attention(model, enc: torch.Tensor, enc_lengths: torch.Tensor, eos_id: int,
+                     max_len_ratio: float = 1.0, blank_id: int = 0) -> list[list[int]]:
+    """Batched argmax decoding with the attention decoder; each row stops at its eos or max length."""
+    limit = max_lengths(enc_lengths, max_len_ratio)
+    state = model.init_decoder_state(enc, enc_lengths)
+    prev = torch.full((len(enc),), eos_id, dtype=torch.long, device=enc.device)  # sos == eos
+    done = torch.zeros(len(enc), dtype=torch.bool, device=enc.device)
+    steps = []
+    for step in range(int(limit.max())):
+        log_probs, state = model.decode_step(prev, state)
+        log_probs[:, blank_id] = NEG_INF
+        prev = log_probs.argmax(-1).masked_fill(done, eos_id)
+        steps.append(prev)
+        done |= (prev == eos_id) | (step + 1 >= limit)
+        if done.all():
+            break
+    tokens = torch.stack(steps, 1).tolist()
+    return [row[: row.index(eos_id)] if eos_id in row else row[:n] for row, n in zip(tokens, limit.tolist())]
+
+
+class CTCPrefixScorer:
+    """Batched CTC prefix scores (Watanabe et al. 2017, Algorithm 2), in log space.
+
+    For a prefix g the state holds the forward variables ``r[t] = (log r_t^n(g), log r_t^b(g))``:
+    the probability of frames ``0..t`` emitting g with the last frame non-blank / blank. The prefix
+    score of ``h = g + c`` is ``psi(h) = logsumexp_t (phi[t-1] + x[t, c])`` with
+    ``phi[t] = logaddexp(r^n[t], r^b[t])`` (only ``r^b[t]`` when c repeats g's last token), and
+    ``psi(g + eos) = log p_ctc(g)``, the full-sequence probability.
+
+    Frames past an utterance's end get log-prob 0 for blank and -inf otherwise, so ``r`` simply
+    carries the total forward.
+
+    ctc_log_probs: ``(N, T, V)`` for ``N`` hypotheses (rows of the same utterance repeat).
+    """
+
+    def __init__(self, ctc_log_probs: torch.Tensor, lengths: torch.Tensor, eos_id: int, blank_id: int = 0):
+        padded = ~sequence_mask(lengths.to(ctc_log_probs.device), ctc_log_probs.shape[1])  # (N, T)
+        x = ctc_log_probs.float().masked_fill(padded[..., None], NEG_INF)
+        x[..., blank_id] = x[..., blank_id].masked_fill(padded, 0.0)
+        self.x = x.transpose(0, 1)  # (T, N, V)
+        self.eos_id, self.blank_id = eos_id, blank_id
+        n = x.shape[0]
+        blank_path = self.x[:, :, blank_id].cumsum(0)
+        # empty prefix: only blanks so far; r[-1] (before the first frame) is 1 in the blank slot
+        self.r = torch.stack([torch.full_like(blank_path, NEG_INF), blank_path], -1)  # (T, N, 2)
+        self.start = torch.zeros(n, device=x.device)  # log phi[-1]: 0 for the empty prefix, else -inf
+        self.last = torch.full((n,), -1, dtype=torch.long, device=x.device)  # last token of g, -1 if empty
+        self.score = torch.zeros(n, device=x.device)  # psi(g)
+
+    def _phi(self, candidates: torch.Tensor) -> torch.Tensor:
+        """``log phi[t-1]`` for each frame t and candidate: ``(T, N, C)``."""
+        r_n, r_b = self.r[..., 0], self.r[..., 1]
+        total = torch.logaddexp(r_n, r_b)[..., None]  # (T, N, 1)
+        phi = torch.where(candidates[None] == self.last[None, :, None], r_b[..., None], total)
+        return torch.cat([self.start[None, :, None].expand(1, *candidates.shape), phi[:-1]], 0)
+
+    def prefix_scores(self, candidates: torch.Tensor) -> torch.Tensor:
+        """``psi(g + c)`` for candidate tokens ``(N, C)`` -> ``(N, C)``; eos gets ``log p_ctc(g)``."""
+        x_c = self.x.gather(2, candidates[None].expand(self.x.shape[0], -1, -1))  # (T, N, C)
+        psi = torch.logsumexp(self._phi(candidates) + x_c, 0)
+        full = torch.logaddexp(self.r[-1, :, 0], self.r[-1, :, 1])[:, None].expand_as(psi)
+        psi = torch.where(candidates == self.eos_id, full, psi)
+        return psi.masked_fill(candidates == self.blank_id, NEG_INF)
+
+    def advance(self, rows: torch.Tensor, tokens: torch.Tensor, scores: torch.Tensor) -> None:
+        """Move to the prefixes ``g[rows] + tokens`` (both ``(N,)``), whose ``psi`` is ``scores``."""
+        self.r, self.start, self.last = self.r[:, rows], self.start[rows], self.last[rows]
+        x_c = self.x.gather(2, tokens[None, :, None].expand(self.x.shape[0], -1, 1))[..., 0]  # (T, N)
+        phi = self._phi(tokens[:, None])[..., 0]
+        # r^n[t] = logaddexp(r^n[t-1], phi[t-1]) + x[t, c];  r^b[t] = logaddexp(r^b[t-1], r^n[t-1]) + x[t, blank]
+        r_n = _log_recursion(phi, x_c)
+        r_b = _log_recursion(torch.cat([torch.full_like(r_n[:1], NEG_INF), r_n[:-1]]), self.x[:, :, self.blank_id])
+        self.r = torch.stack([r_n, r_b], -1)
+        self.start = torch.full_like(self.start, NEG_INF)
+        self.last, self.score = tokens, scores
+
+
+def _log_recursion(inputs: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """``y[t] = logaddexp(y[t-1], inputs[t]) + steps[t]`` with ``y[-1] = -inf``, over dim 0 of ``(T, N)``.
+
+    Solved for all t at once instead of a loop over frames:
+    ``y[t] = logsumexp_{s<=t} (inputs[s] + S[t] - S[s-1])``, ``S`` the cumulative sum of ``steps``
+    (in float64, with log-probs floored at -1e4 so that ``S`` stays finite).
+    """
+    steps = steps.double().clamp(min=-1e4)
+    total = steps.cumsum(0)
+    return (total + torch.logcumsumexp(inputs.double() - (total - steps), 0)).to(inputs.dtype)
+
+
+def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: DecodeConfig,
+                eos_id: int, blank_id: int = 0) -> list[list[Hypothesis]]:
+    """Batched joint attention/CTC beam search over ``B`` utterances with ``K = beam_size`` beams each.
+
+    Each step scores the ``pre_beam`` best attention continuations of every live hypothesis (all of
+    them are CTC-rescored when ``ctc_weight > 0``), then, per utterance, finalises the hypotheses that
+    chose eos among the ``K`` best candidates and keeps the ``K`` best non-eos ones alive. An
+    utterance is done once it has ``K`` finished hypotheses or reaches its maximum length, where
+    every live hypothesis is ended with eos. Returns per utterance its finished hypotheses, best first
+    by ``score / (len + 1) ** length_penalty``.
+    """
+    B, K = len(enc), config.beam_size
+    device = enc.device
+    weight = config.ctc_weight
+    limit = max_lengths(enc_lengths, config.max_len_ratio).tolist()
+    rows = torch.arange(B, device=device).repeat_interleave(K)  # (N,) utterance of each hypothesis
+    state = model.init_decoder_state(enc[rows], enc_lengths[rows])
+    ctc = CTCPrefixScorer(model.ctc_log_probs(enc)[rows], enc_lengths[rows], eos_id, blank_id) if weight > 0 else None
+    scores = torch.full((B, K), NEG_INF, device=device)
+    scores[:, 0] = 0.0  # only one live hypothesis (the empty one) at the start
+    prefixes = [[] for _ in range(B * K)]
+    prev = torch.full((B * K,), eos_id, dtype=torch.long, device=device)
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    active = [True] * B
+    pre_beam = int(1.5 * K) + 1 if ctc else K + 1  # attention candidates per hypothesis and step
+
+    for step in range(max(limit) + 1):
+        log_probs, state = model.decode_step(prev, state)
+        log_probs = log_probs.float()
+        log_probs[:, blank_id] = NEG_INF
+        at_limit = torch.tensor([step >= n for n in limit], device=device).repeat_interleave(K)
+        only_eos = torch.arange(log_probs.shape[-1], device=device) == eos_id
+        log_probs[at_limit] = torch.where(only_eos, log_probs[at_limit], NEG_INF)  # must end now
+        att, candidates = log_probs.topk(min(pre_beam, log_probs.shape[-1]), -1)  # (N, C)
+        joint = att
+        if ctc is not None:
+            psi = ctc.prefix_scores(candidates)
+            impossible = (psi == NEG_INF) | (ctc.score[:, None] == NEG_INF)  # avoid nan from inf - inf
+            gain = torch.where(impossible, NEG_INF, psi - ctc.score[:, None])
+            joint = (1 - weight) * att + weight * gain
+        C = candidates.shape[1]
+        total = (scores.reshape(-1, 1) + joint).reshape(B, K * C)
+        total[~torch.tensor(active, device=device)] = NEG_INF
+        is_eos = candidates.reshape(B, K * C) == eos_id
+
+        # finalise hypotheses that end among the K best candidates of their utterance
+        top_scores, top = total.topk(K, -1)
+        for b, k in (is_eos.gather(1, top) & (top_scores > NEG_INF)).nonzero().tolist():
+            parent = b * K + int(top[b, k]) // C
+            finished[b].append(Hypothesis(prefixes[parent], float(top_scores[b, k])))
+        for b in range(B):
+            if active[b] and (len(finished[b]) >= K or step >= limit[b]):
+                active[b] = False
+        if not any(active):
+            break
+
+        # keep the K best non-eos continuations alive
+        scores, best = total.masked_fill(is_eos, NEG_INF).topk(K, -1)  # (B, K)
+        parents = (torch.arange(B, device=device)[:, None] * K + best // C).reshape(-1)
+        tokens = candidates.reshape(B, K * C).gather(1, best).reshape(-1)
+        state = model.reorder_state(state, parents)
+        if ctc is not None:
+            ctc.advance(parents, tokens, psi.reshape(B, K * C).gather(1, best).reshape(-1))
+        prefixes = [prefixes[p] + [t] for p, t in zip(parents.tolist(), tokens.tolist())]
+        prev = tokens
+
+    def normalized(hyp: Hypothesis) -> float:
+        return hyp.score / (len(hyp.tokens) + 1) ** config.length_penalty
+
+    return [sorted(hyps, key=normalized, reverse=True) for hyps in finished]
+
+
+def ctc_prefix_beam_search(log_probs: torch.Tensor, beam_size: int, blank_id: int = 0) -> list[Hypothesis]:
+    """Frame-synchronous CTC prefix beam search over one utterance's ``(T, V)`` log-probs.
+
+    Keeps the ``beam_size`` prefixes with the highest total probability (blank- plus
+    non-blank-ending paths); each frame only the ``beam_size`` likeliest tokens are tried.
+    Returns the final prefixes, best first, scored by ``log p_ctc``.
+    """
+    beams = {(): (0.0, NEG_INF)}  # prefix -> (log p ending in blank, log p ending in non-blank)
+    top_lp, top_tokens = log_probs.float().topk(min(beam_size, log_probs.shape[-1]), -1)
+    blank_lp = log_probs[:, blank_id].float().tolist()
+    for t, (frame_lp, frame_tokens) in enumerate(zip(top_lp.tolist(), top_tokens.tolist())):
+        next_beams: dict[tuple, tuple[float, float]] = {}
+        for prefix, (p_blank, p_token) in beams.items():
+            p_total = _logaddexp(p_blank, p_token)
+            _add_path(next_beams, prefix, p_blank=p_total + blank_lp[t])
+            for lp, token in zip(frame_lp, frame_tokens):
+                if token == blank_id:
+                    continue
+                if prefix and prefix[-1] == token:
+                    _add_path(next_beams, prefix, p_token=p_token + lp)  # a repeat without blank collapses
+                    _add_path(next_beams, prefix + (token,), p_token=p_blank + lp)
+                else:
+                    _add_path(next_beams, prefix + (token,), p_token=p_total + lp)
+        ranked = sorted(next_beams.items(), key=lambda item: _logaddexp(*item[1]), reverse=True)
+        beams = dict(ranked[:beam_size])
+    return [Hypothesis(list(prefix), _logaddexp(*p)) for prefix, p in beams.items()]
+
+
+def _add_path(beams: dict, prefix: tuple, p_blank: float = NEG_INF, p_token: float = NEG_INF) -> None:
+    """Add path probabilities (log) ending in blank / in the last token to ``beams[prefix]``."""
+    old_blank, old_token = beams.get(prefix, (NEG_INF, NEG_INF))
+    beams[prefix] = (_logaddexp(old_blank, p_blank), _logaddexp(old_token, p_token))
+
+
+def _logaddexp(a: float, b: float) -> float:
+    if a == NEG_INF:
+        return b
+    if b == NEG_INF:
+        return a
+    return max(a, b) + math.log1p(math.exp(-abs(a - b)))

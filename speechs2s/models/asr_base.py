@@ -1,0 +1,108 @@
+"""What every attention-based ASR model shares: feature normalisation, the joint CTC/attention loss
+with label smoothing and scheduled sampling, and the decoding protocol used by ``decode/asr.py``.
+
+Decoding protocol (implemented by :class:`TransformerASR` and :class:`LSTMASR`):
+
+- ``encode(features (B, T, M), feature_lengths (B,)) -> (enc (B, T', D), enc_lengths (B,))``
+- ``ctc_log_probs(enc) -> (B, T', V)`` (blank = 0; only when the model has a CTC head)
+- ``decoder_log_probs(tokens (B, L), enc, enc_lengths) -> (B, L, V)``: teacher-forced, ``tokens``
+  start with ``sos_id``; position i scores the token after ``tokens[:, :i + 1]``.
+- ``init_decoder_state(enc, enc_lengths) -> state`` (a dict of tensors, batch first)
+- ``decode_step(prev_tokens (B,), state) -> (log_probs (B, V), state)``: feed ``sos_id`` first.
+- ``reorder_state(state, indices (B',)) -> state``: select / repeat hypotheses for beam search
+  (``indices = arange(B).repeat_interleave(beam)`` expands a batch to beams).
+``sos_id == eos_id`` (one ``<sos/eos>`` token, as in the tokenizers)."""
+import torch
+from torch import nn
+from torchaudio.functional import edit_distance
+
+from speechs2s.losses import ctc_loss, label_smoothed_cross_entropy
+
+
+class ASRModel(nn.Module):
+    """Base class; subclasses build ``self.ctc_head`` (or None) and implement ``encode``,
+    ``decoder_logits``, ``init_decoder_state`` and ``decode_step``.
+
+    The config must have ``vocab_size``, ``sos_id``, ``n_mels``, ``ctc_weight``, ``label_smoothing``
+    and ``scheduled_sampling``."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.sos_id = self.eos_id = config.sos_id
+        self.register_buffer("mean", torch.zeros(config.n_mels))
+        self.register_buffer("std", torch.ones(config.n_mels))
+
+    def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store per-mel-bin ``mean (M,)`` and ``std (M,)`` (from ``audio.compute_stats``)."""
+        self.mean.copy_(mean)
+        self.std.copy_(std.clamp(min=1e-5))
+
+    def normalize(self, features: torch.Tensor) -> torch.Tensor:
+        """``(B, T, M)`` log-mels -> zero mean, unit variance per mel bin."""
+        return (features - self.mean) / self.std
+
+    def ctc_log_probs(self, enc: torch.Tensor) -> torch.Tensor:
+        """``enc (B, T', D) -> (B, T', V)`` CTC log-probabilities (float32)."""
+        if self.ctc_head is None:
+            raise RuntimeError("this model has no CTC head (ctc_weight = 0)")
+        return self.ctc_head(enc).float().log_softmax(dim=-1)
+
+    def decoder_log_probs(self, tokens, enc, enc_lengths) -> torch.Tensor:
+        """Teacher-forced ``(B, L, V)`` log-probabilities of the token after each prefix of ``tokens``."""
+        return self.decoder_logits(tokens, enc, enc_lengths).float().log_softmax(dim=-1)
+
+    @staticmethod
+    def reorder_state(state: dict, indices: torch.Tensor) -> dict:
+        """Pick rows ``indices (B',)`` of every tensor in a decoder state."""
+        return {name: value.index_select(0, indices) for name, value in state.items()}
+
+    def teacher_forcing_pairs(self, tokens: torch.Tensor, token_lengths: torch.Tensor):
+        """``tokens (B, L)`` padded 0 -> decoder inputs ``<sos> t1..tn`` and targets ``t1..tn <eos>``,
+        both ``(B, L + 1)`` padded 0; targets have ``token_lengths + 1`` valid positions."""
+        pad = tokens.new_zeros(tokens.size(0), 1)
+        inputs = torch.cat([pad + self.sos_id, tokens], dim=1)
+        targets = torch.cat([tokens, pad], dim=1).scatter(1, token_lengths[:, None], self.eos_id)
+        return inputs, targets
+
+    def forward(self, batch: dict) -> dict:
+        """``batch``: ``features (B, T, M)``, ``feature_lengths``, ``tokens (B, L)`` padded 0, ``token_lengths``
+        -> ``dict(loss, ctc, att, acc)`` with ``loss = w * ctc + (1 - w) * att`` (``w = ctc_weight``);
+        ``ctc`` is left out when ``w == 0``, ``att``/``acc`` when ``w == 1``.
+
+        Scheduled sampling (training only, probability ``p = scheduled_sampling``): a first
+        teacher-forced pass without gradients predicts every position greedily; each decoder input
+        after ``<sos>`` is then replaced by the model's own prediction with probability ``p`` and the
+        loss comes from a second pass on these mixed inputs."""
+        config = self.config
+        tokens, token_lengths = batch["tokens"], batch["token_lengths"]
+        enc, enc_lengths = self.encode(batch["features"], batch["feature_lengths"])
+        parts = {}
+        if config.ctc_weight > 0:
+            parts["ctc"] = ctc_loss(self.ctc_log_probs(enc), enc_lengths, tokens, token_lengths)
+        if config.ctc_weight < 1:
+            inputs, targets = self.teacher_forcing_pairs(tokens, token_lengths)
+            if self.training and config.scheduled_sampling > 0:
+                with torch.no_grad():
+                    predicted = self.decoder_logits(inputs, enc, enc_lengths).argmax(dim=-1)
+                sampled = torch.rand(inputs[:, 1:].shape, device=inputs.device) < config.scheduled_sampling
+                inputs = torch.cat([inputs[:, :1], torch.where(sampled, predicted[:, :-1], inputs[:, 1:])], dim=1)
+            logits = self.decoder_logits(inputs, enc, enc_lengths)
+            parts["att"] = label_smoothed_cross_entropy(logits, targets, token_lengths + 1, config.label_smoothing)
+            valid = targets != 0
+            parts["acc"] = (logits.argmax(dim=-1) == targets)[valid].float().mean()
+        loss = config.ctc_weight * parts.get("ctc", 0.0) + (1 - config.ctc_weight) * parts.get("att", 0.0)
+        return {"loss": loss, **parts}
+
+    @torch.no_grad()
+    def validation_extras(self, batch: dict):
+        """Greedy CTC token error rate on a validation batch (needs no decoder loop): ``({"ctc_ter": float}, {})``."""
+        if self.ctc_head is None:
+            return {}, {}
+        enc, enc_lengths = self.encode(batch["features"], batch["feature_lengths"])
+        best_paths = self.ctc_log_probs(enc).argmax(dim=-1)
+        errors = 0
+        for path, length, ref, ref_length in zip(best_paths, enc_lengths, batch["tokens"], batch["token_lengths"]):
+            hyp = torch.unique_consecutive(path[:length])
+            errors += edit_distance(hyp[hyp != 0].tolist(), ref[:ref_length].tolist())
+        return {"ctc_ter": errors / max(int(batch["token_lengths"].sum()), 1)}, {}

@@ -1,0 +1,111 @@
+"""Transformer encoder-decoder ASR with a joint CTC head (Karita et al. 2019, as in ESPnet).
+
+log-mels (B, T, 80) -> normalise -> Conv2d subsampling ×4 -> + positional encoding
+-> pre-LN Transformer encoder -> enc (B, T/4, D) -> CTC head (B, T/4, V)
+                                                 -> causal pre-LN Transformer decoder over tokens -> (B, L, V)
+"""
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from speechs2s.models.asr_base import ASRModel
+from speechs2s.nn import (
+    Conv2dSubsampling,
+    PositionalEncoding,
+    TransformerDecoder,
+    TransformerEncoder,
+    key_padding_mask,
+)
+
+
+@dataclass
+class TransformerASRConfig:
+    """Defaults are the "base" size (≈ ESPnet LibriSpeech-100 Transformer, ~30M params with 5k BPE);
+    ``TransformerASRConfig.preset("tiny", vocab_size=...)`` gives a ~1M-param model that trains on CPU."""
+
+    vocab_size: int                 # tokenizer size, <blank>/<pad> = 0 included
+    sos_id: int = 2                 # the tokenizer's <sos/eos> id (== eos_id)
+    n_mels: int = 80
+    d_model: int = 256
+    n_heads: int = 4
+    encoder_layers: int = 12
+    decoder_layers: int = 6
+    d_ff: int = 2048
+    dropout: float = 0.1
+    subsampling_channels: int = 256  # Conv2d front-end width: the main CPU cost of small models
+    ctc_weight: float = 0.3          # loss = ctc_weight * CTC + (1 - ctc_weight) * attention CE
+    label_smoothing: float = 0.1
+    scheduled_sampling: float = 0.0  # probability of feeding the model's own prediction while training
+
+    PRESETS: ClassVar[dict] = {
+        "tiny": {"d_model": 144, "n_heads": 4, "encoder_layers": 4, "decoder_layers": 2, "d_ff": 576,
+                 "subsampling_channels": 16, "dropout": 0.1},
+        "base": {"d_model": 256, "n_heads": 4, "encoder_layers": 12, "decoder_layers": 6, "d_ff": 2048,
+                 "subsampling_channels": 256, "dropout": 0.1},
+    }
+
+    def __post_init__(self):
+        if self.vocab_size < 3:
+            raise ValueError(f"vocab_size must be at least 3 (blank, a token, <sos/eos>), got {self.vocab_size}")
+        if not 0 < self.sos_id < self.vocab_size:
+            raise ValueError(f"sos_id={self.sos_id} is not a valid non-blank id for vocab_size={self.vocab_size}")
+        if not 0 <= self.ctc_weight <= 1:
+            raise ValueError(f"ctc_weight must be in [0, 1], got {self.ctc_weight}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+
+    @classmethod
+    def preset(cls, size: str, **overrides) -> "TransformerASRConfig":
+        """Config of a named size (``"tiny"`` or ``"base"``) with ``overrides`` (e.g. ``vocab_size``)."""
+        if size not in cls.PRESETS:
+            raise ValueError(f"unknown size {size!r} (choose from {', '.join(cls.PRESETS)})")
+        return cls(**{**cls.PRESETS[size], **overrides})
+
+
+
+class TransformerASR(ASRModel):
+    """Joint CTC / attention Transformer ASR. See :mod:`speechs2s.models.asr_base` for the
+    training and decoding interfaces."""
+
+    def __init__(self, config: TransformerASRConfig):
+        super().__init__(config)
+        d_model, vocab_size = config.d_model, config.vocab_size
+        self.subsampling = Conv2dSubsampling(config.n_mels, d_model, config.subsampling_channels)
+        self.encoder_position = PositionalEncoding(d_model, config.dropout, input_scale=math.sqrt(d_model))
+        self.encoder = TransformerEncoder(config.encoder_layers, d_model, config.n_heads, config.d_ff, config.dropout)
+        self.ctc_head = nn.Linear(d_model, vocab_size) if config.ctc_weight > 0 else None
+        self.embedding = nn.Embedding(vocab_size, d_model)
+        self.decoder_position = PositionalEncoding(d_model, config.dropout, input_scale=math.sqrt(d_model))
+        self.decoder = TransformerDecoder(config.decoder_layers, d_model, config.n_heads, config.d_ff, config.dropout)
+        self.output = nn.Linear(d_model, vocab_size)
+
+    def encode(self, features: torch.Tensor, feature_lengths: torch.Tensor):
+        """``features (B, T, M)`` log-mels (T >= 7), ``feature_lengths (B,)`` -> ``enc (B, T', D)``, ``enc_lengths (B,)``
+        with ``T' = ((T - 1) // 2 - 1) // 2``."""
+        x, lengths = self.subsampling(self.normalize(features), feature_lengths)
+        x, _ = self.encoder(self.encoder_position(x), key_padding_mask(lengths, x.size(1)))
+        return x, lengths
+
+    def decoder_logits(self, tokens, enc, enc_lengths) -> torch.Tensor:
+        """Teacher-forced ``tokens (B, L)`` -> logits ``(B, L, V)``."""
+        x = self.decoder_position(self.embedding(tokens))
+        x, _, _ = self.decoder(x, enc, key_padding_mask(enc_lengths, enc.size(1)))
+        return self.output(x)
+
+    def init_decoder_state(self, enc, enc_lengths) -> dict:
+        """State: the encoder output projected for every cross-attention ``(B, layers, 2, H, T', D/H)``,
+        its lengths and the decoder's cache of past positions ``(B, layers, l, D)``."""
+        return {"memory": self.decoder.project_memory(enc), "enc_lengths": enc_lengths,
+                "cache": self.decoder.empty_cache(enc)}
+
+    def decode_step(self, prev_tokens: torch.Tensor, state: dict):
+        """``prev_tokens (B,)`` (``sos_id`` first) -> ``log_probs (B, V)`` of the next token, new state."""
+        memory, enc_lengths, cache = state["memory"], state["enc_lengths"], state["cache"]
+        x = self.decoder_position(self.embedding(prev_tokens[:, None]), offset=cache.size(2))
+        memory_mask = key_padding_mask(enc_lengths, memory.size(-2))
+        x, cache, _ = self.decoder(x, None, memory_mask, cache, projected_memory=memory)
+        log_probs = self.output(x[:, 0]).float().log_softmax(dim=-1)
+        return log_probs, {"memory": memory, "enc_lengths": enc_lengths, "cache": cache}

@@ -1,0 +1,161 @@
+"""Parts shared by the text-to-mel models (:mod:`.tts_transformer`, :mod:`.tts_tacotron`).
+
+:class:`AcousticModel` holds what both models do the same way: feature normalisation, the
+reduction factor (one decoder step emits ``r`` frames), the training loss (mel L1+L2 before and
+after the postnet, stop-token BCE, guided attention) and the validation figures. A subclass
+provides the teacher-forced pass and the synthesis step protocol used by :mod:`speechs2s.decode.tts`::
+
+    state = model.start(tokens (B, L), token_lengths (B,))               # encode the text once
+    frames, stop_logits, alignment, state = model.step(state, previous (B, M), allowed (B, L))
+    #  frames (B, r, M) normalised log-mel, stop_logits (B, r),
+    #  alignment (B, L) attention of the guided heads, zero outside ``allowed`` (bool keys)
+    mels = model.refine(mels (B, T, M), lengths (B,))                     # postnet, then model.denormalize
+"""
+from itertools import pairwise
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechs2s.losses import guided_attention_loss, mel_loss, stop_token_loss
+from speechs2s.nn.masks import sequence_mask
+
+MEL_LOSSES = ("l1", "l2", "l1+l2")
+
+
+def check_config(config) -> None:
+    """Validate the options every acoustic-model config shares (called from ``__post_init__``)."""
+    if config.mel_loss not in MEL_LOSSES:
+        raise ValueError(f"mel_loss must be one of {', '.join(MEL_LOSSES)}, got {config.mel_loss!r}")
+    if config.reduction_factor < 1:
+        raise ValueError(f"reduction_factor must be >= 1, got {config.reduction_factor}")
+
+
+class Prenet(nn.Module):
+    """Fully connected layers with ReLU and dropout, ``(..., in_dim) -> (..., hidden_dim)``.
+
+    Dropout stays on at inference (Tacotron 2, section 2.2): it is the bottleneck that stops the
+    autoregressive decoder from copying its previous frame."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, layers: int = 2, dropout: float = 0.5):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(in_dim if i == 0 else hidden_dim, hidden_dim) for i in range(layers))
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = F.dropout(F.relu(layer(x)), self.dropout, training=True)
+        return x
+
+
+class ConvStack(nn.Module):
+    """Conv1d + BatchNorm + activation + dropout layers over ``(B, T, C)``; padding is zeroed
+    before every convolution. The text-encoder prenet (ReLU) and the postnet (tanh, linear last layer)."""
+
+    def __init__(self, in_dim: int, channels: int, out_dim: int, layers: int, kernel_size: int = 5,
+                 activation: str = "relu", dropout: float = 0.5, linear_last: bool = False):
+        super().__init__()
+        dims = [in_dim] + [channels] * (layers - 1) + [out_dim]
+        self.convs = nn.ModuleList(nn.Conv1d(a, b, kernel_size, padding=kernel_size // 2) for a, b in pairwise(dims))
+        self.norms = nn.ModuleList(nn.BatchNorm1d(b) for b in dims[1:])
+        self.activation = {"relu": F.relu, "tanh": torch.tanh}[activation]
+        self.dropout, self.linear_last = dropout, linear_last
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = sequence_mask(lengths, x.size(1))[:, None, :]
+        x = x.transpose(1, 2)
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            x = norm(conv(x * mask))
+            if not (self.linear_last and i == len(self.convs) - 1):
+                x = self.activation(x)
+            x = F.dropout(x, self.dropout, self.training)
+        return x.transpose(1, 2)
+
+
+class AcousticModel(nn.Module):
+    """Base of the text-to-mel models. The config must provide ``n_mels``, ``reduction_factor``,
+    ``postnet_*``, ``mel_loss``, ``stop_pos_weight`` and ``guided_sigma / guided_weight / guided_half_life``."""
+
+    def __init__(self, config):
+        super().__init__()
+        if config.vocab_size <= 0:
+            raise ValueError("vocab_size must be set (the trainer fills it from the tokenizer)")
+        self.config = config
+        self.n_mels, self.reduction_factor = config.n_mels, config.reduction_factor
+        self.postnet = ConvStack(config.n_mels, config.postnet_channels, config.n_mels, config.postnet_layers,
+                                 config.postnet_kernel_size, activation="tanh", linear_last=True)
+        self.register_buffer("mean", torch.zeros(config.n_mels))
+        self.register_buffer("std", torch.ones(config.n_mels))
+        self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))  # drives the guided-loss decay
+
+    # -- features ------------------------------------------------------------------------------
+
+    def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-bin statistics ``(M,)`` of the log-mel targets (from ``audio.compute_stats``)."""
+        self.mean.copy_(mean)
+        self.std.copy_(std.clamp(min=1e-5))
+
+    def normalize(self, mel: torch.Tensor) -> torch.Tensor:
+        return (mel - self.mean) / self.std
+
+    def denormalize(self, mel: torch.Tensor) -> torch.Tensor:
+        return mel * self.std + self.mean
+
+    def refine(self, mels: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Add the postnet residual to normalised mels ``(B, T, M)``."""
+        return mels + self.postnet(mels, lengths)
+
+    # -- training ------------------------------------------------------------------------------
+
+    def teacher_forcing(self, tokens, token_lengths, previous):
+        """Subclass hook. ``previous (B, S, M)`` the frame before each step's group ->
+        ``(frames (B, S * r, M), stop_logits (B, S * r), attention (B, H, S, L))`` for the guided heads."""
+        raise NotImplementedError
+
+    def guided_weight(self) -> float:
+        """Guided-attention weight, halved every ``guided_half_life`` training batches (0: constant)."""
+        half_life = self.config.guided_half_life
+        decay = 0.5 ** (int(self.batches_seen) / half_life) if half_life > 0 else 1.0
+        return self.config.guided_weight * decay
+
+    def _teacher_forced(self, batch: dict):
+        """Normalised targets, padded to whole decoder steps, and the model's teacher-forced outputs."""
+        r = self.reduction_factor
+        mels = self.normalize(batch["mels"])
+        mels = F.pad(mels, (0, 0, 0, -mels.size(1) % r))
+        previous = F.pad(mels[:, r - 1::r][:, :-1], (0, 0, 1, 0))  # zero "go" frame, then each group's last frame
+        step_lengths = (batch["mel_lengths"] + r - 1) // r
+        outputs = self.teacher_forcing(batch["tokens"], batch["token_lengths"], previous)
+        return mels, step_lengths, outputs
+
+    def forward(self, batch: dict) -> dict:
+        """``batch``: ``tokens (B, L)``, ``token_lengths``, ``mels (B, T, M)`` log-mel, ``mel_lengths``
+        -> ``dict(loss, mel, stop, guided)`` scalars."""
+        c = self.config
+        mels, step_lengths, (before, stop_logits, attention) = self._teacher_forced(batch)
+        lengths = batch["mel_lengths"]
+        after = self.refine(before, lengths)
+        mel = mel_loss(before, mels, lengths, c.mel_loss) + mel_loss(after, mels, lengths, c.mel_loss)
+        stop = stop_token_loss(stop_logits, lengths, c.stop_pos_weight)
+        guided = guided_attention_loss(attention, batch["token_lengths"], step_lengths, c.guided_sigma)
+        weight = self.guided_weight()
+        if self.training:
+            self.batches_seen += 1
+        return dict(loss=mel + stop + weight * guided, mel=mel.detach(), stop=stop.detach(), guided=guided.detach())
+
+    @torch.no_grad()
+    def validation_extras(self, batch: dict):
+        """Teacher-forced alignment quality of the guided heads on ``batch`` (focus rate,
+        diagonality, averaged over items) and figures of its first item (alignment, mels)."""
+        from speechs2s import plots
+        from speechs2s.metrics import diagonality, focus_rate
+
+        mels, step_lengths, (before, _, attention) = self._teacher_forced(batch)
+        after = self.refine(before, batch["mel_lengths"])
+        alignment, token_lengths = attention.float().mean(1), batch["token_lengths"]  # (B, S, L) mean of guided heads
+        scalars = {"focus_rate": focus_rate(alignment, step_lengths, token_lengths),
+                   "diagonality": diagonality(alignment, step_lengths, token_lengths)}
+        steps, tokens, frames = int(step_lengths[0]), int(token_lengths[0]), int(batch["mel_lengths"][0])
+        figures = {"alignment": plots.plot_alignment(alignment[0, :steps, :tokens], title=str(batch.get("ids", ["item 0"])[0])),
+                   "mel": plots.plot_mels(self.denormalize(mels[0, :frames]), self.denormalize(after[0, :frames]))}
+        return scalars, figures

@@ -1,0 +1,227 @@
+"""Training configuration: typed dataclasses <-> YAML, with ``--set a.b=value`` overrides.
+
+Every problem (YAML syntax, unknown key, wrong type, missing manifest) raises
+:class:`ConfigError` naming the full dotted key, before anything heavy starts::
+
+    config = load_config("configs/asr_transformer_tiny.yaml", ["optim.lr=5e-4", "trainer.max_steps=2000"])
+"""
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from speechs2s.errors import ConfigError
+
+
+@dataclass
+class ModelSection:
+    """``name`` is a key of ``speechs2s.models.MODELS``; ``options`` go to its config dataclass
+    (``vocab_size``, ``n_mels`` and ``features`` are filled in from the tokenizer and features)."""
+
+    name: str = "transformer_asr"
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class TokenizerSection:
+    """Either ``path`` to an existing ``tokenizer.json``, or ``kind`` (char|phoneme|bpe) + ``options``
+    to build one from the training transcripts."""
+
+    kind: str = "char"
+    options: dict = field(default_factory=dict)
+    path: str | None = None
+
+
+@dataclass
+class DataSection:
+    """Manifests (JSONL, see ``speechs2s.data.manifest``) and the input pipeline."""
+
+    train: str = ""
+    valid: str = ""
+    tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
+    features: dict = field(default_factory=dict)  # FeatureConfig overrides of the task's defaults
+    max_frames: int = 20000  # padded frames per batch (batch size x longest item)
+    num_workers: int = 2
+    speed_perturb: list[float] | None = None  # e.g. [0.9, 1.0, 1.1]; training set only
+    spec_augment: dict | None = None  # SpecAugment options ({} = defaults); training set only
+    feature_stats: bool = True  # compute mean/std over the training set -> model.set_feature_stats
+
+    def __post_init__(self):
+        _require_positive(self, "data", ["max_frames"])
+        _require_positive(self, "data", ["num_workers"], allow_zero=True)
+
+
+@dataclass
+class OptimSection:
+    """AdamW and the learning-rate schedule (``lr`` is the peak, reached after ``warmup_steps``)."""
+
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    weight_decay: float = 0.0
+    warmup_steps: int = 1000
+    schedule: Literal["noam", "cosine", "constant"] = "noam"
+    grad_clip: float = 5.0  # max global grad norm; 0 disables clipping (the norm is still logged)
+    accum_steps: int = 1  # micro-batches per optimizer step
+
+    def __post_init__(self):
+        _require_positive(self, "optim", ["lr", "accum_steps"])
+        _require_positive(self, "optim", ["warmup_steps", "weight_decay", "grad_clip"], allow_zero=True)
+
+
+@dataclass
+class TrainerSection:
+    """Loop control; steps are optimizer steps."""
+
+    max_steps: int = 10000
+    valid_every: int = 500
+    ckpt_every: int = 500
+    log_every: int = 50
+    keep_best: int = 3  # step checkpoints kept by best valid loss (besides the last average_last)
+    average_last: int = 5  # final model = average of the last N step checkpoints (1 = no averaging)
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # CUDA only: auto = bf16 if supported else fp16
+    seed: int = 0
+    out_dir: str = "exp/run"
+    device: str | None = None  # default: cuda if available else cpu (under torchrun: cuda:LOCAL_RANK)
+
+    def __post_init__(self):
+        _require_positive(self, "trainer", ["max_steps", "valid_every", "ckpt_every", "log_every", "average_last"])
+        _require_positive(self, "trainer", ["keep_best"], allow_zero=True)
+
+
+@dataclass
+class TrainConfig:
+    task: Literal["asr", "tts", "vocoder"] = "asr"
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    trainer: TrainerSection = field(default_factory=TrainerSection)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | Path, overrides: list[str] = (), check_files: bool = True) -> TrainConfig:
+    """Read a training YAML, apply ``--set`` overrides (``"optim.lr=5e-4"``, values parsed as YAML)
+    and validate it; relative manifest paths are kept as written (relative to the working dir)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: invalid YAML ({getattr(error, 'problem', error)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    for override in overrides:
+        _apply_override(raw, override)
+    config = from_dict(raw)
+    if check_files:
+        check_manifests(config)
+    return config
+
+
+def from_dict(raw: dict) -> TrainConfig:
+    """Build a :class:`TrainConfig` from nested dicts, checking keys and types."""
+    return _build(TrainConfig, raw, "")
+
+
+def check_manifests(config: TrainConfig) -> None:
+    for key in ("train", "valid"):
+        value = getattr(config.data, key)
+        if not value:
+            raise ConfigError(f"data.{key}: a manifest path is required")
+        if not Path(value).is_file():
+            raise ConfigError(f"data.{key}: manifest {value} does not exist")
+    tokenizer = config.data.tokenizer.path
+    if tokenizer and not Path(tokenizer).is_file():
+        raise ConfigError(f"data.tokenizer.path: {tokenizer} does not exist")
+
+
+def _require_positive(section, name: str, keys: list[str], allow_zero: bool = False) -> None:
+    for key in keys:
+        value = getattr(section, key)
+        if value < 0 or (value == 0 and not allow_zero):
+            raise ConfigError(f"{name}.{key}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def _apply_override(raw: dict, override: str) -> None:
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {override!r}: expected KEY=VALUE, e.g. optim.lr=5e-4")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text  # not YAML: keep the literal string and let the type check judge it
+    node = raw
+    *parents, leaf = key.split(".")
+    for depth, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {'.'.join(parents[:depth + 1])} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def _build(cls, raw: Any, prefix: str):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {_type_name(raw)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else f" (known: {', '.join(fields)})"
+            raise ConfigError(f"{prefix}{key}: unknown key{hint}")
+    values = {name: _check(hints[name], raw[name], f"{prefix}{name}") for name in fields if name in raw}
+    return cls(**values)
+
+
+def _check(annotation, value, key: str):
+    """Return ``value`` as ``annotation`` (ints widen to floats), or raise ConfigError naming ``key``."""
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, value, key + ".")
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):  # only ``X | None`` is used in these configs
+        (inner,) = [a for a in args if a is not type(None)]
+        return None if value is None else _check(inner, value, key)
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"{key}: expected one of {', '.join(map(str, args))}, got {value!r}")
+    elif origin is list:
+        if isinstance(value, list):
+            return [_check(args[0], item, f"{key}[{i}]") for i, item in enumerate(value)] if args else value
+    elif annotation is dict:
+        if isinstance(value, dict):
+            return value
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif annotation is int or annotation is bool or annotation is str:
+        if type(value) is annotation:
+            return value
+    else:
+        raise TypeError(f"unsupported config annotation {annotation!r} for {key}")
+    raise ConfigError(f"{key}: expected {_annotation_name(annotation)}, got {value!r} ({_type_name(value)})")
+
+
+def _annotation_name(annotation) -> str:
+    args = typing.get_args(annotation)
+    return f"list of {args[0].__name__}" if args else getattr(annotation, "__name__", str(annotation))
+
+
+def _type_name(value) -> str:
+    return "null" if value is None else type(value).__name__

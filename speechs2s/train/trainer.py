@@ -1,0 +1,633 @@
+"""One training loop for every model.
+
+A model only has to map a batch to ``dict(loss=scalar, **parts)``; the loop never looks inside.
+It does AdamW with a warmup schedule, gradient accumulation and clipping, mixed precision (bf16,
+or fp16 with loss scaling, on CUDA), DDP when launched by ``torchrun``, TensorBoard + tqdm,
+periodic validation, atomic checkpoints with keep-best-N and averaging, skipping of non-finite
+steps, and exact resumption: ``--resume`` continues as if the run had never stopped (model,
+optimizer, scheduler, loss scaler, every RNG and the position in the epoch are restored).
+
+Layout of ``out_dir``::
+
+    checkpoints/step-000500/   model.safetensors config.json tokenizer.json train_state.* metrics.json
+    last                       pointer file: "checkpoints/step-000500"
+    best/                      the checkpoint with the lowest validation loss so far
+    final/                     the average of the last ``average_last`` step checkpoints
+    tensorboard/               scalars and figures
+    tokenizer.json             the tokenizer built for this run
+"""
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from speechs2s.checkpoint import average_checkpoints, load_train_state, read_weights, save_checkpoint, write_text_atomic
+from speechs2s.errors import CheckpointError, ConfigError, SpeechS2SError
+from speechs2s.train.config import TrainConfig
+from speechs2s.train.schedule import build_scheduler
+
+log = logging.getLogger(__name__)
+
+MAX_CONSECUTIVE_SKIPS = 100  # non-finite steps in a row before training is declared diverged
+STATS_MAX_FILES = 2000  # feature mean/std are estimated on at most this many training files
+STEP_DIR = re.compile(r"step-(\d+)")
+
+
+def train(config: TrainConfig, resume: bool = False) -> Path:
+    """Train the model described by ``config``; returns the final checkpoint directory (or, when
+    stopped by SIGINT/SIGTERM, the step checkpoint to ``--resume`` from)."""
+    from speechs2s.data.manifest import read_manifest
+    from speechs2s.models import make_config
+
+    rank, world_size, device = setup_distributed(config.trainer.device)
+    try:
+        out_dir = Path(config.trainer.out_dir)
+        if not resume and (out_dir / "last").exists():
+            raise ConfigError(f"trainer.out_dir: {out_dir} already holds a run; pass --resume to continue it "
+                              "or choose another out_dir")
+        features = task_features(config)
+        train_entries = read_manifest(config.data.train)
+        if not train_entries:
+            raise ConfigError(f"data.train: {config.data.train} has no entries")
+        tokenizer = prepare_tokenizer(config, train_entries, rank, resume)
+        train_set, valid_set, collate = build_datasets(config, train_entries, tokenizer, features)
+        options = model_options(config, tokenizer, features)
+        model_config = dataclasses.asdict(make_config(config.model.name, options))
+        seed_everything(config.trainer.seed)
+        from speechs2s.models import build_model
+
+        model = build_model(config.model.name, options)
+        if config.data.feature_stats and not resume and rank == 0:  # DDP copies rank 0's buffers
+            set_feature_stats(model, config, train_entries, features)
+        checkpoint_config = {"task": config.task, "model": {"name": config.model.name, **model_config},
+                             "features": features.to_dict(), "train": config.to_dict()}
+        trainer = Trainer(config, model, train_set, valid_set, collate, checkpoint_config, tokenizer)
+        return trainer.fit(resume=resume)
+    finally:
+        if world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the pieces from a config (the task -> dataset mapping is the only branch on the task)
+
+
+def task_features(config: TrainConfig):
+    from speechs2s.audio import ASR_FEATURES, TTS_FEATURES, FeatureConfig
+
+    defaults = ASR_FEATURES if config.task == "asr" else TTS_FEATURES
+    return FeatureConfig.from_dict({**defaults.to_dict(), **config.data.features})
+
+
+def prepare_tokenizer(config: TrainConfig, train_entries: list[dict], rank: int, resume: bool):
+    """The tokenizer at ``data.tokenizer.path``, or one built from the training transcripts and
+    saved as ``out_dir/tokenizer.json`` (by rank 0; reused on ``--resume``). None for vocoders."""
+    if config.task == "vocoder":
+        return None
+    from speechs2s.text.tokenizers import Tokenizer, build_tokenizer
+
+    section = config.data.tokenizer
+    if section.path:
+        return Tokenizer.load(section.path)
+    path = Path(config.trainer.out_dir) / "tokenizer.json"
+    if rank == 0 and not (resume and path.exists()):
+        texts = [entry["text"] for entry in train_entries if isinstance(entry.get("text"), str)]
+        tokenizer = build_tokenizer(section.kind, texts, **section.options)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tokenizer.save(path)
+    barrier()
+    return Tokenizer.load(path)
+
+
+def build_datasets(config: TrainConfig, train_entries: list[dict], tokenizer, features):
+    """``(train_set, valid_set, collate)``; augmentation applies to the training set only."""
+    from speechs2s.data import collate, datasets
+    from speechs2s.data.augment import SpecAugment
+
+    data, seed = config.data, config.trainer.seed
+    if config.task == "vocoder":
+        return (datasets.VocoderDataset(train_entries, features, seed=seed),
+                datasets.VocoderDataset(data.valid, features, seed=seed), collate.collate_vocoder)
+    dataset_cls, collate_fn = {"asr": (datasets.ASRDataset, collate.collate_asr),
+                               "tts": (datasets.TTSDataset, collate.collate_tts)}[config.task]
+    transform = None
+    if data.spec_augment is not None:
+        try:
+            transform = SpecAugment(**data.spec_augment)
+        except TypeError as error:
+            raise ConfigError(f"data.spec_augment: {error}") from None
+    train_set = dataset_cls(train_entries, tokenizer, features, transform=transform,
+                            speed_perturb=data.speed_perturb, seed=seed)
+    return train_set, dataset_cls(data.valid, tokenizer, features, seed=seed), collate_fn
+
+
+def model_options(config: TrainConfig, tokenizer, features) -> dict:
+    """``model.options`` with ``vocab_size``, ``sos_id``, ``n_mels`` and ``features`` filled in from
+    the tokenizer and features (for the fields the model's config declares)."""
+    from speechs2s.models import model_classes
+
+    _, config_cls = model_classes(config.model.name)
+    declared = {f.name for f in dataclasses.fields(config_cls)}
+    filled = {"n_mels": features.n_mels, "features": features.to_dict()}
+    if tokenizer is not None:
+        filled |= {"vocab_size": tokenizer.vocab_size, "sos_id": tokenizer.sos_id}
+    options = dict(config.model.options)
+    for key, value in filled.items():
+        if key in declared:
+            if key in options and options[key] != value:
+                raise ConfigError(f"model.options.{key}: {options[key]!r} disagrees with the data ({value!r}); "
+                                  "leave it out, the trainer fills it in")
+            options[key] = value
+    return options
+
+
+def set_feature_stats(model: nn.Module, config: TrainConfig, entries: list[dict], features) -> None:
+    from speechs2s.audio import compute_stats
+
+    if not hasattr(model, "set_feature_stats"):
+        raise ConfigError(f"data.feature_stats: model {config.model.name!r} has no feature normalisation; "
+                          "set data.feature_stats=false")
+    mean, std = compute_stats(entries, features, max_files=STATS_MAX_FILES)
+    model.set_feature_stats(mean, std)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+class Trainer:
+    """Trains ``model`` on ``train_set`` (a map-style dataset with ``lengths`` in frames for
+    bucketing; items are batched by ``collate``, which may return None for an unusable batch).
+
+    ``checkpoint_config`` is written as each checkpoint's ``config.json`` (``task``, ``model`` with
+    its ``name``, ``features``); ``tokenizer`` (or None) as its ``tokenizer.json``.
+    """
+
+    def __init__(self, config: TrainConfig, model: nn.Module, train_set: Dataset, valid_set: Dataset,
+                 collate: Callable, checkpoint_config: dict, tokenizer=None):
+        from speechs2s.data.sampler import BucketBatchSampler
+
+        self.config, self.checkpoint_config, self.tokenizer = config, checkpoint_config, tokenizer
+        self.rank, self.world_size, self.device = setup_distributed(config.trainer.device)
+        self.out_dir = Path(config.trainer.out_dir)
+        self.module = model.to(self.device)
+        self.model = self.module
+        if self.world_size > 1:
+            device_ids = [self.device] if self.device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(self.module, device_ids=device_ids)
+        optim = config.optim
+        self.optimizer = torch.optim.AdamW(self.module.parameters(), lr=optim.lr, betas=tuple(optim.betas),
+                                           weight_decay=optim.weight_decay)
+        self.scheduler = build_scheduler(self.optimizer, optim.schedule, optim.warmup_steps, config.trainer.max_steps)
+        self.amp_dtype = amp_dtype(config.trainer.amp, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+
+        seed = config.trainer.seed
+        self.train_items = SeededItems(train_set, seed)
+        self.collate = collate
+        self.sampler = BucketBatchSampler(train_set.lengths, config.data.max_frames, shuffle=True, seed=seed,
+                                          num_replicas=self.world_size, rank=self.rank)
+        if len(self.sampler) == 0:
+            raise ConfigError("data.train: the training set is empty")
+        self.valid_set = valid_set
+        self.valid_sampler = BucketBatchSampler(valid_set.lengths, config.data.max_frames, shuffle=False,
+                                                num_replicas=1, rank=0)
+
+        self.step = self.epoch = self.position = 0  # optimizer steps; batches consumed this epoch
+        self.skipped_steps = self.skipped_batches = self.consecutive_skips = 0
+        self.valid_losses: dict[str, float] = {}  # step checkpoint name -> its validation loss
+        self.best_loss = math.inf
+        self.last_valid: tuple[int, float] | None = None  # (step, loss)
+        self.writer = None
+        self.window = defaultdict(float)  # sums of the values logged since the last TensorBoard write
+        self.window_steps, self.window_start = 0, time.perf_counter()
+
+    # -- main loop -------------------------------------------------------------------------------
+
+    def fit(self, resume: bool = False) -> Path:
+        """Train to ``trainer.max_steps``; returns ``out_dir/final`` (or the step checkpoint saved
+        when SIGINT/SIGTERM stopped the run)."""
+        cfg = self.config.trainer
+        if resume:
+            self.restore()
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        progress = None
+        if self.rank == 0:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            _remove_stale_temporaries(self.out_dir)
+            self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
+            self._say(f"training {sum(p.numel() for p in self.module.parameters()) / 1e6:.2f} M parameters on "
+                      f"{self.device}{f' x {self.world_size}' if self.world_size > 1 else ''}, "
+                      f"amp {self.amp_dtype or 'off'}, from step {self.step} to {cfg.max_steps}")
+            progress = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True)
+        self.module.train()
+        batches = self._batches()
+        try:
+            with StopOnSignal() as stop:
+                while self.step < cfg.max_steps:
+                    values, stop_requested = self._train_step(batches, stop)
+                    stepped = values is not None
+                    if stepped:
+                        self._record(values, progress)
+                        if self.step % cfg.valid_every == 0 or self.step == cfg.max_steps:
+                            self.validate()
+                    if stop_requested or (stepped and (self.step % cfg.ckpt_every == 0 or self.step == cfg.max_steps)):
+                        path = self.save()
+                    if stop_requested:
+                        self._say(f"stopped by {stop.requested} at step {self.step}: saved {path}; "
+                                  "continue with --resume")
+                        return path
+        finally:
+            batches.close()
+            if progress is not None:
+                progress.close()
+            if self.writer is not None:
+                self.writer.close()
+        return self.finish()
+
+    def _batches(self):
+        """Endless training batches; ``epoch`` and ``position`` count the ones handed out."""
+        cfg = self.config
+        while True:
+            self.sampler.load_state_dict({"seed": cfg.trainer.seed, "epoch": self.epoch, "position": self.position})
+            self.train_items.set_epoch(self.epoch)
+            for batch in self._loader(self.train_items, self.sampler):
+                self.position += 1
+                yield batch
+            self.epoch, self.position = self.epoch + 1, 0
+
+    def _loader(self, dataset: Dataset, sampler) -> DataLoader:
+        workers = self.config.data.num_workers
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.collate, num_workers=workers,
+                          pin_memory=self.device.type == "cuda", worker_init_fn=_ignore_signals,
+                          generator=torch.Generator())  # leaves the global RNG alone: resumes are exact
+
+    def _train_step(self, batches, stop: "StopOnSignal") -> tuple[dict | None, bool]:
+        """One optimizer step over ``accum_steps`` batches. Returns the step's logged values (None
+        if skipped for a non-finite loss or gradient) and whether any rank was asked to stop."""
+        accum = self.config.optim.accum_steps
+        self.optimizer.zero_grad(set_to_none=True)
+        totals: dict[str, torch.Tensor] = {}
+        for micro in range(accum):
+            batch = next(batches)
+            while batch is None:  # every item of it was unreadable (the dataset logged which)
+                self.skipped_batches += 1
+                batch = next(batches)
+            sync = micro == accum - 1 or self.world_size == 1
+            with contextlib.nullcontext() if sync else self.model.no_sync():
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    outputs = self.model(to_device(batch, self.device))
+                self.scaler.scale(outputs["loss"].float() / accum).backward()
+            for key, value in outputs.items():
+                totals[key] = totals.get(key, 0) + value.detach().float() / accum
+        keys = sorted(totals)
+        stop_vote = torch.tensor(float(bool(stop.requested)), device=self.device)
+        shared = torch.stack([totals[key] for key in keys] + [stop_vote])
+        if self.world_size > 1:
+            dist.all_reduce(shared)
+            shared[:-1] /= self.world_size
+        *means, stop_votes = shared.tolist()
+        values = dict(zip(keys, means, strict=True))
+
+        self.scaler.unscale_(self.optimizer)
+        clip = self.config.optim.grad_clip
+        grad_norm = float(nn.utils.clip_grad_norm_(self.module.parameters(), clip if clip > 0 else math.inf))
+        if math.isfinite(values["loss"]) and math.isfinite(grad_norm):
+            self.scaler.step(self.optimizer)
+            self.scheduler.step()
+            self.step += 1
+            self.consecutive_skips = 0
+            values["grad_norm"] = grad_norm
+        else:
+            self.skipped_steps += 1
+            self.consecutive_skips += 1
+            reason = (f"fp16 gradient overflow, loss scale lowered to {self.scaler.get_scale() / 2:g}"
+                      if self.scaler.is_enabled() and math.isfinite(values["loss"])
+                      else f"loss {values['loss']}, grad norm {grad_norm}")
+            self._say(f"step {self.step + 1}: skipped ({reason}); {self.skipped_steps} skipped so far", warning=True)
+            if self.consecutive_skips > MAX_CONSECUTIVE_SKIPS:
+                raise SpeechS2SError(f"training diverged: {self.consecutive_skips} consecutive steps with a non-finite "
+                                     f"loss or gradient at step {self.step}; lower optim.lr or set trainer.amp=off")
+            values = None
+        self.scaler.update()
+        return values, stop_votes > 0
+
+    # -- validation ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def validate(self) -> float | None:
+        """Mean validation loss (and parts, and ``model.validation_extras`` on the first batch),
+        computed by rank 0 without touching the training RNG streams."""
+        if self.rank != 0:
+            return None
+        self.module.eval()
+        totals, count, extras, figures = defaultdict(float), 0, {}, {}
+        with preserved_rng():
+            for batch in self._loader(self.valid_set, self.valid_sampler):
+                if batch is None:
+                    continue
+                batch = to_device(batch, self.device)
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    outputs = self.module(batch)
+                size = len(batch["ids"])
+                for key, value in outputs.items():
+                    totals[key] += float(value) * size
+                if count == 0 and hasattr(self.module, "validation_extras"):
+                    extras, figures = self.module.validation_extras(batch)
+                count += size
+        self.module.train()
+        if count == 0:
+            self._say("validation skipped: no readable validation items", warning=True)
+            return None
+        metrics = {key: value / count for key, value in totals.items()} | extras
+        loss = metrics["loss"]
+        self.last_valid = (self.step, loss)
+        for key, value in metrics.items():
+            self.writer.add_scalar(f"valid/{key}", value, self.step)
+        for key, figure in figures.items():
+            self.writer.add_figure(f"valid/{key}", figure, self.step)  # closes the figure
+        improved = loss < self.best_loss
+        self._say(f"step {self.step}: valid " + " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+                  + (" (best)" if improved else ""))
+        if improved:
+            self.best_loss = loss
+            save_checkpoint(self.out_dir / "best", self.module, self.checkpoint_config, self.tokenizer,
+                            extra_json={"metrics.json": {"step": self.step, **metrics}})
+        return loss
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def save(self) -> Path:
+        """Write ``checkpoints/step-XXXXXX`` with the train state, point ``last`` at it and prune."""
+        rng = rng_state()
+        rngs = [rng]
+        if self.world_size > 1:  # every rank's RNG, so each resumes its own streams
+            rngs = [None] * self.world_size
+            dist.all_gather_object(rngs, rng)
+        name = f"step-{self.step:06d}"
+        path = self.out_dir / "checkpoints" / name
+        if self.rank != 0:
+            return path
+        if self.last_valid is not None and self.last_valid[0] == self.step:
+            self.valid_losses[name] = self.last_valid[1]
+        train_state = {
+            "step": self.step, "epoch": self.epoch, "position": self.position,
+            "skipped_steps": self.skipped_steps, "skipped_batches": self.skipped_batches,
+            "best_loss": self.best_loss, "valid_losses": self.valid_losses,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "rng": rngs,
+        }
+        metrics = {"step": self.step, "valid_loss": self.valid_losses.get(name)}
+        save_checkpoint(path, self.module, self.checkpoint_config, self.tokenizer,
+                        extra_json={"metrics.json": metrics}, train_state=train_state)
+        write_text_atomic(self.out_dir / "last", f"checkpoints/{name}\n")
+        self._prune()
+        return path
+
+    def restore(self) -> None:
+        """Continue from the checkpoint ``out_dir/last`` points at."""
+        pointer = self.out_dir / "last"
+        if not pointer.is_file():
+            raise CheckpointError(f"{self.out_dir}: nothing to resume (no 'last' checkpoint pointer)")
+        path = self.out_dir / pointer.read_text().strip()
+        weights = read_weights(path, self.device)
+        try:
+            self.module.load_state_dict(weights)
+        except RuntimeError as error:
+            raise CheckpointError(f"{path}: weights do not match this model: {str(error).splitlines()[0]}") from None
+        state = load_train_state(path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        for key in ("step", "epoch", "position", "skipped_steps", "skipped_batches", "best_loss", "valid_losses"):
+            setattr(self, key, state[key])
+        if len(state["rng"]) == self.world_size:
+            set_rng_state(state["rng"][self.rank])
+        else:
+            self._say(f"resuming with {self.world_size} processes instead of {len(state['rng'])}: "
+                      "random streams restart (the run will not match an uninterrupted one exactly)", warning=True)
+            seed_everything(self.config.trainer.seed + self.step + self.rank)
+        self._say(f"resumed from {path} (step {self.step}, epoch {self.epoch}, batch {self.position})")
+
+    def step_checkpoints(self) -> list[Path]:
+        """Complete step checkpoints, oldest first (temporary folders never match)."""
+        folder = self.out_dir / "checkpoints"
+        found = [p for p in folder.iterdir() if STEP_DIR.fullmatch(p.name)] if folder.is_dir() else []
+        return sorted(found, key=lambda p: int(STEP_DIR.fullmatch(p.name).group(1)))
+
+    def _prune(self) -> None:
+        """Keep the last ``average_last`` step checkpoints and the ``keep_best`` by validation loss."""
+        cfg = self.config.trainer
+        steps = self.step_checkpoints()
+        keep = set(steps[-max(1, cfg.average_last):])
+        scored = sorted((self.valid_losses[p.name], p.name) for p in steps if p.name in self.valid_losses)
+        keep |= {p for p in steps if p.name in {name for _, name in scored[:cfg.keep_best]}}
+        for path in steps:
+            if path not in keep:
+                shutil.rmtree(path)
+                self.valid_losses.pop(path.name, None)
+
+    def finish(self) -> Path:
+        """Write ``out_dir/final``: the average of the last ``average_last`` step checkpoints."""
+        final = self.out_dir / "final"
+        if self.rank == 0:
+            recent = self.step_checkpoints()[-max(1, self.config.trainer.average_last):]
+            weights = average_checkpoints(recent) if len(recent) > 1 else self.module.state_dict()
+            metrics = {"step": self.step, "averaged": [p.name for p in recent], "best_valid_loss": self.best_loss,
+                       "skipped_steps": self.skipped_steps, "skipped_batches": self.skipped_batches}
+            save_checkpoint(final, weights, self.checkpoint_config, self.tokenizer,
+                            extra_json={"metrics.json": metrics})
+            self._say(f"done: {final} (average of {len(recent)} checkpoint(s)); "
+                      f"best validation loss {self.best_loss:.4g}")
+        barrier()
+        return final
+
+    # -- logging ---------------------------------------------------------------------------------
+
+    def _record(self, values: dict[str, float], progress) -> None:
+        """Show a step's values on the progress bar; every ``log_every`` steps write their means
+        (and the learning rate, speed, skipped steps, loss scale) to TensorBoard."""
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{values['loss']:.3f}")
+        for key, value in values.items():
+            self.window[key] += value
+        self.window_steps += 1
+        if self.step % self.config.trainer.log_every or self.writer is None:
+            return
+        now = time.perf_counter()
+        scalars = {key: total / self.window_steps for key, total in self.window.items()}
+        scalars |= {"lr": self.scheduler.get_last_lr()[0], "skipped_steps": self.skipped_steps,
+                    "steps_per_second": self.window_steps / (now - self.window_start)}
+        if self.scaler.is_enabled():
+            scalars["loss_scale"] = self.scaler.get_scale()
+        for key, value in scalars.items():
+            self.writer.add_scalar(f"train/{key}", value, self.step)
+        self.window.clear()
+        self.window_steps, self.window_start = 0, now
+
+    def _say(self, message: str, warning: bool = False) -> None:
+        if self.rank == 0:
+            from tqdm import tqdm
+
+            tqdm.write(("warning: " if warning else "") + message, file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers: devices, DDP, AMP, RNG, signals
+
+
+def setup_distributed(device_name: str | None) -> tuple[int, int, torch.device]:
+    """``(rank, world_size, device)``; joins the process group when launched by torchrun
+    (``WORLD_SIZE`` > 1): NCCL on CUDA (one GPU per ``LOCAL_RANK``), gloo on CPU."""
+    from speechs2s.utils import select_device
+
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if world_size == 1:
+        return 0, 1, select_device(device_name)
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if device_name in (None, "cuda") and torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = select_device(device_name)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world_size, device
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for ``trainer.amp`` on ``device``; None = full precision (always on CPU)."""
+    if device.type != "cuda" or amp == "off":
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {key: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+            for key, value in batch.items()}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """Python, NumPy, torch CPU (and initialised CUDA) RNG states; tensors and JSON values only."""
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": [name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    name, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+@contextlib.contextmanager
+def preserved_rng():
+    """Run a block without advancing any global RNG stream."""
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
+
+
+class SeededItems(Dataset):
+    """Wraps a dataset so that item ``i`` of epoch ``e`` sees global RNGs seeded by ``(seed, e, i)``
+    (for transforms such as SpecAugment that draw from them): items are then the same whichever
+    worker loads them and whenever, which keeps resumed runs exact. Forwards ``set_epoch``."""
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        with preserved_rng():
+            seed_everything(((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index) % 2**63)
+            return self.dataset[index]
+
+
+class StopOnSignal:
+    """While active, SIGINT/SIGTERM set ``requested`` (the signal's name) instead of killing the
+    process, so the loop can finish its step and save; a second signal interrupts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self):
+        self.requested, self.previous = None, {}
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+        if threading.current_thread() is threading.main_thread():
+            from tqdm import tqdm
+
+            tqdm.write(f"{self.requested}: finishing the current step, then saving (send again to abort)",
+                       file=sys.stderr)
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _ignore_signals(worker_id: int) -> None:
+    """DataLoader workers leave SIGINT/SIGTERM to the main process, which shuts them down."""
+    for sig in StopOnSignal.SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _remove_stale_temporaries(out_dir: Path) -> None:
+    """Delete half-written checkpoint folders left by a killed writer (never considered valid)."""
+    for folder in (out_dir, out_dir / "checkpoints"):
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if re.search(r"\.(tmp|old)-", path.name):
+                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)

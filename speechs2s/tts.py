@@ -1,0 +1,141 @@
+"""Text-to-speech: text -> sentences -> tokens -> mels (acoustic model) -> waveform (vocoder).
+
+>>> from speechs2s import load_tts
+>>> tts = load_tts("default")                       # or a checkpoint directory
+>>> wav, sample_rate = tts.synthesize("Hello there. How are you?")
+
+Long text is split into sentences (:func:`speechs2s.decode.tts.split_sentences`), synthesized in
+batches and joined with short pauses; :meth:`TTS.synthesize_to_file` streams it to disk, so memory
+stays bounded whatever the length of the text.
+"""
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from speechs2s.audio import FeatureConfig
+from speechs2s.decode.tts import SynthesisConfig, split_sentences, synthesize_sequences
+from speechs2s.errors import AudioError, CheckpointError, TextError
+
+
+@dataclass
+class Utterance:
+    """One synthesized sentence: ``wav (T,)`` float32, ``mel (frames, M)`` log-mel,
+    ``alignment (steps, L)`` decoder steps x tokens."""
+
+    text: str
+    wav: np.ndarray
+    mel: torch.Tensor
+    alignment: torch.Tensor
+
+
+class TTS:
+    """An acoustic model (TransformerTTS or Tacotron2), its tokenizer and features, and a vocoder."""
+
+    def __init__(self, model, tokenizer, features: FeatureConfig, vocoder, config: SynthesisConfig | None = None,
+                 batch_size: int = 8, pause_seconds: float = 0.25, max_sentence_chars: int = 200):
+        self.model, self.tokenizer, self.features, self.vocoder = model.eval(), tokenizer, features, vocoder
+        self.config, self.batch_size = config or SynthesisConfig(), batch_size
+        self.pause_seconds, self.max_sentence_chars = pause_seconds, max_sentence_chars
+
+    @property
+    def sample_rate(self) -> int:
+        return self.vocoder.sample_rate
+
+    def sentences(self, text: str) -> list[str]:
+        """The speakable sentences of ``text``; raises TextError when there are none."""
+        if not isinstance(text, str):
+            raise TextError(f"text must be a string, got {type(text).__name__}")
+        sentences = [s for s in split_sentences(text, self.max_sentence_chars)
+                     if re.search("[a-z]", self.tokenizer.normalize(s))]
+        if not sentences:
+            shown = text.strip()[:40] + ("..." if len(text.strip()) > 40 else "")
+            raise TextError(f"nothing to speak in {shown!r}: the text has no words or numbers")
+        return sentences
+
+    def synthesize_sentences(self, text: str) -> Iterator[Utterance]:
+        """Synthesize ``text`` sentence by sentence (batched), in order."""
+        return self._synthesize(self.sentences(text))
+
+    def _synthesize(self, sentences: list[str]) -> Iterator[Utterance]:
+        token_lists = [self.tokenizer.encode(sentence) for sentence in sentences]
+        outputs = synthesize_sequences(self.model, token_lists, self.batch_size, self.config)
+        for sentence, (mel, alignment) in zip(sentences, outputs):
+            wav = self.vocoder.generate(mel).float().cpu().numpy()
+            yield Utterance(sentence, wav, mel, alignment)
+
+    def _joined(self, wavs: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """``wavs`` with a ``pause_seconds`` silence between consecutive ones."""
+        pause = np.zeros(round(self.pause_seconds * self.sample_rate), dtype=np.float32)
+        for i, wav in enumerate(wavs):
+            if i:
+                yield pause
+            yield wav
+
+    def synthesize(self, text: str) -> tuple[np.ndarray, int]:
+        """``text`` -> ``(wav (T,) float32 in [-1, 1], sample_rate)``."""
+        return np.concatenate(list(self._joined(u.wav for u in self.synthesize_sentences(text)))), self.sample_rate
+
+    def synthesize_with_alignment(self, text: str) -> tuple[np.ndarray, int, torch.Tensor]:
+        """Like :meth:`synthesize`, plus the alignment ``(steps, tokens)`` of all sentences
+        (block-diagonal: each sentence's decoder steps over its own tokens)."""
+        utterances = list(self.synthesize_sentences(text))
+        wav = np.concatenate(list(self._joined(u.wav for u in utterances)))
+        return wav, self.sample_rate, torch.block_diag(*[u.alignment.float().cpu() for u in utterances])
+
+    def synthesize_to_file(self, text: str, path: str | Path, plot_alignment: str | Path | None = None,
+                           plot_sentences: int = 8, progress: bool = False) -> float:
+        """Stream the speech of ``text`` into an audio file (format from the suffix, 16-bit PCM);
+        returns its duration in seconds. ``plot_alignment``: PNG of the first ``plot_sentences``
+        sentences' alignment. ``progress``: a tqdm bar over sentences on stderr."""
+        from tqdm import tqdm
+
+        sentences = self.sentences(text)  # raise TextError before creating the file
+        # A WAV file ends at 4 GB (27 h at 22 kHz); text this long (roughly 9 h of speech) gets RF64.
+        long_wav = Path(path).suffix.lower() == ".wav" and len(text) > 500_000
+        try:
+            out = sf.SoundFile(path, "w", samplerate=self.sample_rate, channels=1, subtype="PCM_16",
+                               format="RF64" if long_wav else None)
+        except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as error:
+            raise AudioError(f"{path}: cannot write audio ({error})") from None
+        alignments = []
+
+        def wavs():
+            for utterance in tqdm(self._synthesize(sentences), total=len(sentences), unit="sentence", disable=not progress):
+                if len(alignments) < plot_sentences:
+                    alignments.append(utterance.alignment.float().cpu())
+                yield utterance.wav
+
+        with out:
+            for piece in self._joined(wavs()):
+                out.write(piece)
+            frames = out.frames
+        if plot_alignment is not None:
+            from speechs2s.plots import plot_alignment as plot
+
+            shown = f"first {len(alignments)} of {len(sentences)} sentences" if len(sentences) > len(alignments) else None
+            plot(torch.block_diag(*alignments), plot_alignment, title=shown)
+        return frames / self.sample_rate
+
+
+def load_tts(name_or_path: str | Path = "default", device: str | torch.device | None = None,
+             vocoder: str | Path = "griffin-lim") -> TTS:
+    """Load a TTS checkpoint (directory, training ``out_dir`` or bundled name) and a vocoder
+    (``"griffin-lim"`` or a HiFi-GAN checkpoint directory) on ``device`` (default: CUDA if available)."""
+    from speechs2s.checkpoint import load_checkpoint
+    from speechs2s.models.tts_blocks import AcousticModel
+    from speechs2s.models.vocoder import load_vocoder
+    from speechs2s.utils import select_device
+
+    device = device if isinstance(device, torch.device) else select_device(device)
+    model, tokenizer, config = load_checkpoint(name_or_path, device, task="tts")
+    if not isinstance(model, AcousticModel):
+        raise CheckpointError(f"{name_or_path}: not a TTS checkpoint (model is {type(model).__name__})")
+    if tokenizer is None:
+        raise CheckpointError(f"{name_or_path}: tokenizer.json is missing")
+    features = FeatureConfig.from_dict(config["features"])
+    return TTS(model, tokenizer, features, load_vocoder(str(vocoder), device, features))

@@ -1,0 +1,178 @@
+import math
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from speechs2s.data import (
+    ASRDataset,
+    BucketBatchSampler,
+    SpecAugment,
+    TTSDataset,
+    VocoderDataset,
+    add_noise,
+    collate_asr,
+    collate_tts,
+    collate_vocoder,
+    reverberate,
+    speed_perturb,
+)
+from speechs2s.data.corpora import import_fsdd
+from speechs2s.errors import ManifestError
+from speechs2s.text.tokenizers import CharTokenizer
+
+
+@pytest.fixture(scope="module")
+def fsdd_entries(corpora):
+    return import_fsdd(corpora / "fsdd", speakers=["theo"], split="test")[:12]
+
+
+def test_asr_dataset_on_real_audio(fsdd_entries):
+    tokenizer = CharTokenizer()
+    dataset = ASRDataset(fsdd_entries, tokenizer)
+    assert len(dataset) == 12
+    item = dataset[0]
+    samples = round(fsdd_entries[0]["duration"] * 16000)  # 8 kHz files read at 16 kHz
+    assert item["id"] == fsdd_entries[0]["id"]
+    assert item["features"].shape == (samples // 160 + 1, 80)
+    assert torch.isfinite(item["features"]).all()
+    assert tokenizer.decode(item["tokens"].tolist()) == fsdd_entries[0]["text"]
+    assert dataset.lengths[0] == item["features"].shape[0]
+    # a DataLoader with the bucket sampler and collate gives padded batches within the budget
+    loader = DataLoader(dataset, batch_sampler=BucketBatchSampler(dataset.lengths, max_frames=300), collate_fn=collate_asr)
+    seen = 0
+    for batch in loader:
+        B, T, M = batch["features"].shape
+        assert B * T <= 300 and M == 80 and batch["skipped"] == 0
+        assert batch["feature_lengths"].max() == T and batch["tokens"].shape == (B, batch["token_lengths"].max())
+        seen += B
+    assert seen == 12
+
+
+def test_tts_dataset_and_segment_entries(fsdd_entries):
+    entries = [dict(fsdd_entries[1]), dict(fsdd_entries[2], start=0.1, end=0.3, duration=0.2)]
+    dataset = TTSDataset(entries, CharTokenizer("tts"))
+    full, segment = dataset[0], dataset[1]
+    frames = round(entries[0]["duration"] * 22050) // 256 + 1
+    assert full["mel"].shape == (frames, 80) and set(full) == {"id", "tokens", "mel"}
+    assert segment["mel"].shape == (round(0.2 * 22050) // 256 + 1, 80)
+    assert dataset.lengths == [frames, segment["mel"].shape[0]]
+    batch = collate_tts([full, segment])
+    assert batch["mels"].shape == (2, frames, 80)
+    assert batch["mel_lengths"].tolist() == [frames, segment["mel"].shape[0]]
+    assert (batch["mels"][1, segment["mel"].shape[0] :] == 0).all()
+
+
+def test_entries_need_text(fsdd_entries):
+    entries = [dict(fsdd_entries[0]), {k: v for k, v in fsdd_entries[1].items() if k != "text"}]
+    with pytest.raises(ManifestError, match="1 entries have no 'text', first: '0_theo_1'"):
+        ASRDataset(entries, CharTokenizer())
+
+
+def test_unreadable_item_is_dropped_and_counted(fsdd_entries, tmp_path, caplog):
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF....garbage")
+    entries = [fsdd_entries[0], {"id": "broken", "audio": str(broken), "duration": 1.0, "text": "one"}]
+    dataset = ASRDataset(entries, CharTokenizer())
+    items = [dataset[0], dataset[1]]
+    assert items[1] is None and "skipping 'broken'" in caplog.text
+    batch = collate_asr(items)
+    assert batch["ids"] == [fsdd_entries[0]["id"]] and batch["skipped"] == 1
+    assert collate_asr([None, None]) is None
+
+
+def test_speed_perturb_reproducible_and_lengths_bound(fsdd_entries):
+    def features(seed, epoch):
+        dataset = ASRDataset(fsdd_entries, CharTokenizer(), speed_perturb=[0.9, 1.0, 1.1], seed=seed)
+        dataset.set_epoch(epoch)
+        return dataset, [dataset[i]["features"].shape[0] for i in range(len(dataset))]
+
+    dataset, frames = features(0, 0)
+    assert features(0, 0)[1] == frames
+    assert features(0, 1)[1] != frames or features(1, 0)[1] != frames
+    nominal = [round(e["duration"] * 16000) // 160 + 1 for e in fsdd_entries]
+    assert len({f / n > 1.05 or f / n < 0.95 for f, n in zip(frames, nominal)}) == 2  # some items were perturbed
+    assert all(f <= bound for f, bound in zip(frames, dataset.lengths))  # sampler budget still holds
+    # the same choices in DataLoader worker processes, whatever worker serves an item
+    loader = DataLoader(dataset, batch_size=3, num_workers=2, collate_fn=collate_asr, multiprocessing_context="fork")
+    assert [n for batch in loader for n in batch["feature_lengths"].tolist()] == frames
+
+
+def test_transforms_apply(fsdd_entries):
+    dataset = ASRDataset(
+        fsdd_entries[:1], CharTokenizer(), transform=lambda f: f * 0, target_transform=lambda t: t[:2]
+    )
+    item = dataset[0]
+    assert (item["features"] == 0).all() and item["tokens"].shape == (2,)
+
+
+def test_vocoder_dataset(fsdd_entries):
+    dataset = VocoderDataset(fsdd_entries[:4], segment_frames=16, seed=3)
+    item = dataset[0]
+    assert item["wav"].shape == (16 * 256,) and item["mel"].shape == (16, 80)
+    # the mel slice is the mel of the waveform around it: recompute from the piece itself
+    inside = slice(2, 15)  # frames whose 1024-sample window lies within the piece
+    assert torch.allclose(dataset.log_mel(item["wav"])[inside], item["mel"][inside], atol=1e-3)
+    again = VocoderDataset(fsdd_entries[:4], segment_frames=16, seed=3)[0]
+    assert torch.equal(again["wav"], item["wav"])
+    long_piece = VocoderDataset(fsdd_entries[:1], segment_frames=400)[0]  # longer than the clip: zero-padded
+    assert long_piece["wav"].shape == (400 * 256,) and (long_piece["wav"][-256:] == 0).all()
+    batch = collate_vocoder([dataset[i] for i in range(4)] + [None])
+    assert batch["wavs"].shape == (4, 16 * 256) and batch["mels"].shape == (4, 16, 80) and batch["skipped"] == 1
+    assert dataset.lengths == [16] * 4
+
+
+def test_collate_asr_padding():
+    items = [
+        {"id": "a", "features": torch.ones(5, 3), "tokens": torch.tensor([4, 5])},
+        {"id": "b", "features": torch.ones(2, 3) * 2, "tokens": torch.tensor([6, 7, 8])},
+    ]
+    batch = collate_asr(items)
+    assert batch["ids"] == ["a", "b"]
+    assert batch["feature_lengths"].tolist() == [5, 2] and batch["feature_lengths"].dtype == torch.long
+    assert batch["features"].shape == (2, 5, 3) and (batch["features"][1, 2:] == 0).all()
+    assert batch["tokens"].tolist() == [[4, 5, 0], [6, 7, 8]] and batch["token_lengths"].tolist() == [2, 3]
+
+
+def test_spec_augment_masks():
+    features = torch.randn(200, 80) + 5
+    augment = SpecAugment(freq_masks=2, freq_width=10, time_masks=2, time_width_ratio=0.1)
+    masked = augment(features, generator=torch.Generator().manual_seed(0))
+    changed = masked != features
+    masked_bins = changed.all(dim=0)  # a frequency mask covers every frame
+    masked_frames = changed.all(dim=1)
+    assert 0 < masked_bins.sum() <= 20 and 0 < masked_frames.sum() <= 40
+    assert torch.allclose(masked[changed], features.mean().expand(int(changed.sum())))
+    assert (changed == (masked_bins[None, :] | masked_frames[:, None])).all()  # nothing else touched
+    assert torch.equal(masked, augment(features, generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(SpecAugment(0, 10, 0, 0.1)(features), features)
+
+
+def test_speed_perturb_tempo_and_pitch():
+    sample_rate = 16000
+    t = torch.arange(sample_rate) / sample_rate
+    wav = torch.sin(2 * math.pi * 440 * t)
+    fast = speed_perturb(wav, sample_rate, 1.1)
+    assert abs(fast.numel() - sample_rate / 1.1) <= 1
+    spectrum = torch.fft.rfft(fast).abs()
+    assert abs(spectrum.argmax().item() * sample_rate / fast.numel() - 484) < 3  # pitch up by 10%
+    assert speed_perturb(wav, sample_rate, 1.0) is wav
+
+
+def test_add_noise_snr():
+    generator = torch.Generator().manual_seed(0)
+    wav = torch.sin(torch.linspace(0, 2000, 16000))
+    for noise in (None, torch.randn(3000, generator=generator)):
+        noisy = add_noise(wav, 10.0, noise, generator=generator)
+        snr = 10 * torch.log10(wav.square().mean() / (noisy - wav).square().mean())
+        assert noisy.shape == wav.shape and abs(snr.item() - 10.0) < 0.01
+
+
+def test_reverberate_keeps_alignment_and_level():
+    wav = torch.zeros(1000)
+    wav[100] = 1.0
+    rir = torch.zeros(50)
+    rir[5], rir[20] = 1.0, 0.5  # direct path after 5 samples, one echo
+    wet = reverberate(wav, rir)
+    assert wet.shape == wav.shape and wet.abs().argmax() == 100  # direct path realigned
+    assert wet[115] > 0 and torch.isclose(wet.square().mean(), wav.square().mean())
