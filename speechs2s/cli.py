@@ -78,11 +78,11 @@ def prepare(corpus_type, source_dir, out, speakers, split):
         entries = prepare_corpus(corpus_type, source_dir, out, **{k: v for k, v in options.items() if v is not None})
     click.echo(f"wrote {len(entries)} entries ({entries.hours:.2f} h) to {out}")
     if entries.skipped:
-        click.echo(f"skipped {len(entries.skipped)} utterance(s):")
+        click.echo(f"skipped {len(entries.skipped)} utterance(s):", err=True)
         for path, reason in entries.skipped[:5]:
-            click.echo(f"  {path}: {reason}")
+            click.echo(f"  {path}: {reason}", err=True)
         if len(entries.skipped) > 5:
-            click.echo(f"  ... and {len(entries.skipped) - 5} more")
+            click.echo(f"  ... and {len(entries.skipped) - 5} more", err=True)
 
 
 @main.command()
@@ -197,7 +197,8 @@ def transcribe(files, model_name, beam, ctc_weight, device, threads, as_json):
 def evaluate(manifest, model_name, beam, ctc_weight, device, threads, report):
     """Transcribe a test manifest and print WER, CER (normalised text) and real-time factor.
 
-    Utterances that fail to read count as all-deleted and are listed on stderr.
+    Utterances that fail to read count as all-deleted, are listed on stderr, and make the exit
+    code 1 (the scores and report are still written).
 
     \b
     Example:
@@ -211,6 +212,8 @@ def evaluate(manifest, model_name, beam, ctc_weight, device, threads, report):
     if report:
         evaluation.write_report(report)
     click.echo(evaluation.summary())
+    if any(row["error"] for row in evaluation.rows):
+        sys.exit(1)
 
 
 @main.command()

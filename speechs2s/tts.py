@@ -54,7 +54,9 @@ class TTS:
                      if re.search("[a-z]", self.tokenizer.normalize(s))]
         if not sentences:
             shown = text.strip()[:40] + ("..." if len(text.strip()) > 40 else "")
-            raise TextError(f"nothing to speak in {shown!r}: the text has no words or numbers")
+            reason = ("its letters are not in the Latin alphabet this model reads" if any(c.isalpha() for c in text)
+                      else "the text has no words or numbers")
+            raise TextError(f"nothing to speak in {shown!r}: {reason}")
         return sentences
 
     def synthesize_sentences(self, text: str) -> Iterator[Utterance]:

@@ -223,7 +223,7 @@ def test_cli_evaluate(checkpoint, corpora, tmp_path):
     report = tmp_path / "report.tsv"
     result = CliRunner().invoke(main, ["evaluate", "--manifest", str(manifest), "--model", str(checkpoint),
                                        "--beam", "1", "--ctc-weight", "0", "--report", str(report)])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     assert "lost.wav: no such file" in result.stderr
     rows = [line.split("\t") for line in report.read_text().splitlines()]
     assert rows[0] == ["id", "ref", "hyp", "sub", "del", "ins", "error"]

@@ -493,6 +493,15 @@ def test_train_transformer_asr_on_fsdd(tmp_path, corpora):
     assert result.exit_code == 0, result.stderr
     assert_same_weights(read_weights(tmp_path / "exp/checkpoints/step-000014"),
                         read_weights(tmp_path / "exp_full/checkpoints/step-000014"))
+    # fine-tuning: a new run starts from the final weights, its tokenizer and feature stats
+    result = CliRunner().invoke(main, ["train", str(config), "--set", f"trainer.init_from={final}",
+                                       "--set", "trainer.max_steps=1", "--set", f"trainer.out_dir={tmp_path}/exp_ft"])
+    assert result.exit_code == 0, result.stderr
+    tuned = read_weights(tmp_path / "exp_ft/checkpoints/step-000001")
+    assert torch.equal(tuned["mean"], model.mean) and not torch.equal(tuned["output.weight"], model.output.weight)
+    assert (tmp_path / "exp_ft/checkpoints/step-000001/tokenizer.json").read_text() == (final / "tokenizer.json").read_text()
+    result = CliRunner().invoke(main, ["train", str(config), "--set", f"trainer.init_from={tmp_path}/nowhere"])
+    assert result.exit_code == 1 and "trainer.init_from" in result.output
 
 
 def read_scalars(log_dir: Path, tag: str) -> list[float]:

@@ -13,6 +13,8 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 recipe_dir=$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"  # recipes run the checkout they live in
 
+overrides=""  # --overrides "trainer.max_steps=2000 optim.lr=5e-4": extra `speechs2s train --set`s, every recipe
+
 die() { echo "error: $*" >&2; exit 1; }
 
 parse_options() {
@@ -34,6 +36,7 @@ parse_options() {
 
 stage() {
   # stage NUMBER DESCRIPTION: true (after printing a header) when stage <= NUMBER <= stop_stage.
+  [[ "$stage" =~ ^[0-9]+$ && "$stop_stage" =~ ^[0-9]+$ ]] || die "--stage and --stop-stage take numbers"
   [ "$1" -ge "$stage" ] && [ "$1" -le "$stop_stage" ] || return 1
   echo "=== stage $1: $2 ($(date '+%H:%M:%S'))"
 }
@@ -46,9 +49,10 @@ require_data() {
 
 train_model() {
   # train_model CONFIG OUT_DIR [--set KEY=VALUE ...]: start a run in OUT_DIR, or resume the one there.
-  local config=$1 out=$2 resume=()
+  local config=$1 out=$2 resume=() override
   shift 2
   [ -e "$out/last" ] && resume=(--resume)
+  for override in $overrides; do set -- "$@" --set "$override"; done
   speechs2s train "$config" --set "trainer.out_dir=$out" "$@" "${resume[@]}"
 }
 

@@ -12,11 +12,34 @@ Decoding protocol (implemented by :class:`TransformerASR` and :class:`LSTMASR`):
 - ``reorder_state(state, indices (B',)) -> state``: select / repeat hypotheses for beam search
   (``indices = arange(B).repeat_interleave(beam)`` expands a batch to beams).
 ``sos_id == eos_id`` (one ``<sos/eos>`` token, as in the tokenizers)."""
+from typing import ClassVar
+
 import torch
 from torch import nn
 from torchaudio.functional import edit_distance
 
 from speechs2s.losses import ctc_loss, label_smoothed_cross_entropy
+
+
+class ASRConfigBase:
+    """Checks and named sizes shared by the ASR config dataclasses (which define ``PRESETS``)."""
+
+    PRESETS: ClassVar[dict] = {}
+
+    def __post_init__(self):
+        if self.vocab_size < 3:
+            raise ValueError(f"vocab_size must be at least 3 (blank, a token, <sos/eos>), got {self.vocab_size}")
+        if not 0 < self.sos_id < self.vocab_size:
+            raise ValueError(f"sos_id={self.sos_id} is not a valid non-blank id for vocab_size={self.vocab_size}")
+        if not 0 <= self.ctc_weight <= 1:
+            raise ValueError(f"ctc_weight must be in [0, 1], got {self.ctc_weight}")
+
+    @classmethod
+    def preset(cls, size: str, **overrides):
+        """Config of a named size (``"tiny"`` or ``"base"``) with ``overrides`` (e.g. ``vocab_size``)."""
+        if size not in cls.PRESETS:
+            raise ValueError(f"unknown size {size!r} (choose from {', '.join(cls.PRESETS)})")
+        return cls(**{**cls.PRESETS[size], **overrides})
 
 
 class ASRModel(nn.Module):

@@ -12,12 +12,12 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from speechs2s.models.asr_base import ASRModel
+from speechs2s.models.asr_base import ASRConfigBase, ASRModel
 from speechs2s.nn import LocationSensitiveAttention, sequence_mask
 
 
 @dataclass
-class LSTMASRConfig:
+class LSTMASRConfig(ASRConfigBase):
     """Defaults are the "base" size (~15M params); ``LSTMASRConfig.preset("tiny", vocab_size=...)``
     trains on CPU in minutes."""
 
@@ -48,21 +48,9 @@ class LSTMASRConfig:
     }
 
     def __post_init__(self):
-        if self.vocab_size < 3:
-            raise ValueError(f"vocab_size must be at least 3 (blank, a token, <sos/eos>), got {self.vocab_size}")
-        if not 0 < self.sos_id < self.vocab_size:
-            raise ValueError(f"sos_id={self.sos_id} is not a valid non-blank id for vocab_size={self.vocab_size}")
-        if not 0 <= self.ctc_weight <= 1:
-            raise ValueError(f"ctc_weight must be in [0, 1], got {self.ctc_weight}")
+        super().__post_init__()
         if not 0 <= self.reduction_layers < self.encoder_layers:
             raise ValueError(f"reduction_layers must be in [0, encoder_layers), got {self.reduction_layers}")
-
-    @classmethod
-    def preset(cls, size: str, **overrides) -> "LSTMASRConfig":
-        """Config of a named size (``"tiny"`` or ``"base"``) with ``overrides`` (e.g. ``vocab_size``)."""
-        if size not in cls.PRESETS:
-            raise ValueError(f"unknown size {size!r} (choose from {', '.join(cls.PRESETS)})")
-        return cls(**{**cls.PRESETS[size], **overrides})
 
 
 class PyramidalBiLSTM(nn.Module):

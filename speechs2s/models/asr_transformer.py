@@ -11,7 +11,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from speechs2s.models.asr_base import ASRModel
+from speechs2s.models.asr_base import ASRConfigBase, ASRModel
 from speechs2s.nn import (
     Conv2dSubsampling,
     PositionalEncoding,
@@ -22,7 +22,7 @@ from speechs2s.nn import (
 
 
 @dataclass
-class TransformerASRConfig:
+class TransformerASRConfig(ASRConfigBase):
     """Defaults are the "base" size (≈ ESPnet LibriSpeech-100 Transformer, ~30M params with 5k BPE);
     ``TransformerASRConfig.preset("tiny", vocab_size=...)`` gives a ~1M-param model that trains on CPU."""
 
@@ -48,21 +48,9 @@ class TransformerASRConfig:
     }
 
     def __post_init__(self):
-        if self.vocab_size < 3:
-            raise ValueError(f"vocab_size must be at least 3 (blank, a token, <sos/eos>), got {self.vocab_size}")
-        if not 0 < self.sos_id < self.vocab_size:
-            raise ValueError(f"sos_id={self.sos_id} is not a valid non-blank id for vocab_size={self.vocab_size}")
-        if not 0 <= self.ctc_weight <= 1:
-            raise ValueError(f"ctc_weight must be in [0, 1], got {self.ctc_weight}")
+        super().__post_init__()
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
-
-    @classmethod
-    def preset(cls, size: str, **overrides) -> "TransformerASRConfig":
-        """Config of a named size (``"tiny"`` or ``"base"``) with ``overrides`` (e.g. ``vocab_size``)."""
-        if size not in cls.PRESETS:
-            raise ValueError(f"unknown size {size!r} (choose from {', '.join(cls.PRESETS)})")
-        return cls(**{**cls.PRESETS[size], **overrides})
 
 
 

@@ -206,6 +206,7 @@ def _expand_numbers(text: str) -> str:
     text = _ORDINAL_RE.sub(lambda m: f" {ordinal_to_words(int(m.group(1).replace(',', '')))} ", text)
     text = _YEAR_RE.sub(_year, text)
     text = _NEGATIVE_RE.sub(lambda m: f" minus {_decimal_words(m.group(1))} ", text)
+    text = re.sub(r"#\s?(?=\d)", " number ", text)  # "#1" -> "number one"
     text = re.sub(r"(\d)\s*°\s*([CF])\b", lambda m: f"{m.group(1)} degrees {'celsius' if m.group(2) == 'C' else 'fahrenheit'}", text)
     text = _NUMBER_RE.sub(lambda m: f" {_decimal_words(m.group(0))} ", text)
     return text

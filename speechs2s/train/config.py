@@ -87,6 +87,7 @@ class TrainerSection:
     seed: int = 0
     out_dir: str = "exp/run"
     device: str | None = None  # default: cuda if available else cpu (under torchrun: cuda:LOCAL_RANK)
+    init_from: str | None = None  # checkpoint folder whose weights (and tokenizer) start a new run
 
     def __post_init__(self):
         _require_positive(self, "trainer", ["max_steps", "valid_every", "ckpt_every", "log_every", "average_last"])
@@ -133,6 +134,7 @@ def from_dict(raw: dict) -> TrainConfig:
 
 
 def check_manifests(config: TrainConfig) -> None:
+    """Fail early on files the config names that do not exist."""
     for key in ("train", "valid"):
         value = getattr(config.data, key)
         if not value:
@@ -142,6 +144,9 @@ def check_manifests(config: TrainConfig) -> None:
     tokenizer = config.data.tokenizer.path
     if tokenizer and not Path(tokenizer).is_file():
         raise ConfigError(f"data.tokenizer.path: {tokenizer} does not exist")
+    init_from = config.trainer.init_from
+    if init_from and not (Path(init_from) / "model.safetensors").is_file():
+        raise ConfigError(f"trainer.init_from: {init_from} is not a checkpoint folder (no model.safetensors)")
 
 
 def _require_positive(section, name: str, keys: list[str], allow_zero: bool = False) -> None:

@@ -63,9 +63,10 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             raise ConfigError(f"trainer.out_dir: {out_dir} already holds a run; pass --resume to continue it "
                               "or choose another out_dir")
         features = task_features(config)
-        train_entries = read_manifest(config.data.train)
+        train_entries = read_manifest(config.data.train, check_files=True)
         if not train_entries:
             raise ConfigError(f"data.train: {config.data.train} has no entries")
+        read_manifest(config.data.valid, check_files=True)  # its errors too come before anything is written
         tokenizer = prepare_tokenizer(config, train_entries, rank, resume)
         train_set, valid_set, collate = build_datasets(config, train_entries, tokenizer, features)
         options = model_options(config, tokenizer, features)
@@ -74,7 +75,9 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         from speechs2s.models import build_model
 
         model = build_model(config.model.name, options)
-        if config.data.feature_stats and not resume and rank == 0:  # DDP copies rank 0's buffers
+        if config.trainer.init_from and not resume:  # fine-tuning: weights and feature stats come along
+            model.load_state_dict(read_weights(config.trainer.init_from))
+        elif config.data.feature_stats and not resume and rank == 0:  # DDP copies rank 0's buffers
             set_feature_stats(model, config, train_entries, features)
         checkpoint_config = {"task": config.task, "model": {"name": config.model.name, **model_config},
                              "features": features.to_dict(), "train": config.to_dict()}
@@ -106,6 +109,8 @@ def prepare_tokenizer(config: TrainConfig, train_entries: list[dict], rank: int,
     section = config.data.tokenizer
     if section.path:
         return Tokenizer.load(section.path)
+    if config.trainer.init_from:  # the initial weights only fit their own tokenizer
+        return Tokenizer.load(Path(config.trainer.init_from) / "tokenizer.json")
     path = Path(config.trainer.out_dir) / "tokenizer.json"
     if rank == 0 and not (resume and path.exists()):
         texts = [entry["text"] for entry in train_entries if isinstance(entry.get("text"), str)]

@@ -12,7 +12,7 @@ manifests=$recipe_dir/data
 exp=$recipe_dir/exp/asr_transformer_tiny
 usage="Usage: $0 [--data DIR] [--stage N] [--stop-stage N] [--test-speaker NAME] [--config YAML] [--manifests DIR] [--exp DIR]
   stage 1: manifests (train/valid: the other speakers, upstream split; test: --test-speaker)
-  stage 2: train   stage 3: evaluate on the held-out speaker"
+  stage 2: train (--overrides 'KEY=VALUE ...' adds config overrides)   stage 3: evaluate on the held-out speaker"
 parse_options "$@"
 
 if stage 1 "prepare manifests (test speaker: $test_speaker)"; then

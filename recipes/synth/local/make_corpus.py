@@ -229,8 +229,9 @@ def make(utt: Utterance, out_dir: Path, synthesize: Synthesizer) -> dict | None:
             except Exception as error:  # engine crash on one text: skipped and counted by the caller
                 warnings.warn(f"{utt.id} ({utt.voice}): {type(error).__name__}: {error}")
                 return None
-            save_audio(Path(workdir) / "final.wav", augment(wav, utt, generator), SAMPLE_RATE)
-            os.replace(Path(workdir) / "final.wav", path)  # atomic: a file that exists is complete
+        partial = path.with_suffix(".part.wav")
+        save_audio(partial, augment(wav, utt, generator), SAMPLE_RATE)
+        os.replace(partial, path)  # atomic: a file that exists is complete
     return {"id": utt.id, "audio": str(path), "duration": audio_info(path).duration, "text": utt.text, "speaker": utt.voice}
 
 
@@ -262,7 +263,10 @@ def generate(out: Path, counts: dict[str, int], joe_lj: Path, test_voices: list[
     split_texts = texts(joe_lj)
     with multiprocessing.Pool(jobs, initializer=_init_worker) as pool:
         for split, count in counts.items():
-            if not count or not split_voices[split]:
+            if not count:
+                continue
+            if not split_voices[split]:
+                print(f"{split}: skipped, none of its voices is installed")
                 continue
             (out / "wavs" / split).mkdir(parents=True, exist_ok=True)
             utterances = plan(split, count, split_texts[split], split_voices[split], seed)
