@@ -7,8 +7,13 @@ silence into one recording of at least each target length, transcribed in one ca
 silences, Whisper slides its 30 s window, PocketSphinx decodes one long utterance); WER against
 the joined transcripts shows whether accuracy holds on long inputs. TTS: the first n sentences of
 the TTS benchmark as one text, synthesized in one call. Each system runs in a fresh process over
-lengths in increasing order: the peak memory column is the process peak up to that length.
+lengths in increasing order, one input in memory at a time: the peak memory column is the
+process peak up to that length.
 """
+import shutil
+import tempfile
+from pathlib import Path
+
 import numpy as np
 
 import common
@@ -20,9 +25,11 @@ TTS_SENTENCES = [1, 5, 10, 25, 50]
 GAP_SECONDS = 0.6
 
 
-def long_recordings(targets: list[float]) -> list[tuple[np.ndarray, str]]:
-    """For each target, LibriVox utterances repeated in order until at least that many seconds:
-    ``(wav 16 kHz, reference text)``."""
+def long_recordings(targets: list[float], folder: Path) -> list[tuple[str, float, str]]:
+    """For each target, LibriVox utterances repeated in order until at least that many seconds, as
+    16 kHz WAV files in ``folder``: ``(path, seconds, reference text)``."""
+    import soundfile
+
     test_set = common.librivox()
     wavs, gap = common.load_16k(test_set.entries), np.zeros(int(GAP_SECONDS * common.SAMPLE_RATE), np.float32)
     recordings = []
@@ -32,17 +39,24 @@ def long_recordings(targets: list[float]) -> list[tuple[np.ndarray, str]]:
             pieces += [wavs[index % len(wavs)], gap]
             texts.append(test_set.entries[index % len(wavs)]["text"])
             index += 1
-        recordings.append((np.concatenate(pieces[:-1]), " ".join(texts)))
+        path = folder / f"{target}s.wav"
+        soundfile.write(path, np.concatenate(pieces[:-1]), common.SAMPLE_RATE)
+        recordings.append((str(path), soundfile.info(path).duration, " ".join(texts)))
     return recordings
 
 
-def asr_curve(threads: int, system: str, wavs: list[np.ndarray], asr_model: str) -> list[dict]:
-    """In a fresh process: transcript, seconds and process peak memory after each recording (shortest first)."""
+def asr_curve(threads: int, system: str, paths: list[str], asr_model: str) -> list[dict]:
+    """In a fresh process: transcript, seconds and process peak memory after each recording (shortest
+    first; one recording in memory at a time, read before the clock starts)."""
+    import soundfile
+
     recognise = load_recogniser(system, threads, asr_model)
-    recognise(wavs[:1])  # warm-up
+    recognise([soundfile.read(paths[0], dtype="float32")[0]])  # warm-up
     points = []
-    for wav in wavs:
+    for path in paths:
+        wav = soundfile.read(path, dtype="float32")[0]
         (text,), seconds = common.timed(recognise, [wav])
+        del wav
         points.append({"hyp": text, "seconds": seconds, "peak_rss_mb": common.peak_rss_mb()})
     return points
 
@@ -61,19 +75,20 @@ def tts_curve(threads: int, system: str, texts: list[str], tts_model: str) -> li
 
 def asr_scaling(args, notes: list[str]) -> tuple[list[dict], tuple]:
     """Rows and table of the ASR curve."""
-    recordings = long_recordings(ASR_SECONDS[:3] if args.quick else ASR_SECONDS)
+    folder = Path(tempfile.mkdtemp(prefix="asr-scaling-"))
+    recordings = long_recordings(ASR_SECONDS[:3] if args.quick else ASR_SECONDS, folder)
     systems = common.available_systems(args.asr_systems.split(","), args.asr_model, "asr", notes)
     rows = []
     for threads in common.thread_counts(args):
         for system in systems:
-            points = common.run_isolated(asr_curve, threads, system, [wav for wav, _ in recordings], args.asr_model)
-            for (wav, ref), point in zip(recordings, points):
-                audio_s = len(wav) / common.SAMPLE_RATE
+            points = common.run_isolated(asr_curve, threads, system, [path for path, _, _ in recordings], args.asr_model)
+            for (_, audio_s, ref), point in zip(recordings, points):
                 rows.append({"system": system, "threads": threads, "audio_s": audio_s, "seconds": point["seconds"],
                              "rtf": point["seconds"] / audio_s, **common.score([ref], [point["hyp"]]),
                              "peak_rss_mb": point["peak_rss_mb"], "hyp": point["hyp"]})
                 print(f"asr {system:14s} {threads} thr {audio_s:7.1f} s: RTF {rows[-1]['rtf']:.3f}  WER {rows[-1]['wer']:.1f}%  "
                       f"peak {point['peak_rss_mb']:.0f} MB")
+    shutil.rmtree(folder)
     return rows, ("ASR: one recording of growing length (LibriVox utterances repeated)", rows, [
         ("system", "system", ""), ("threads", "thr", "d"), ("audio_s", "audio s", ".1f"), ("seconds", "time s", ".2f"),
         ("rtf", "RTF", ".3f"), ("wer", "WER %", ".1f"), ("peak_rss_mb", "peak RSS MB", ".0f")])

@@ -1,7 +1,7 @@
 """Training throughput at matched model size and batch shape: speechs2s vs SpeechBrain (Transformer
 ASR) and speechs2s vs Coqui TTS (Tacotron 2).
 
-    benchmarks/.venv-peers/bin/python benchmarks/train_throughput.py [--quick] [--threads 1,2] [--asr-size tiny|base]
+    benchmarks/.venv-peers/bin/python benchmarks/train_throughput.py [--quick] [--threads 1,2] [--asr-config FILE|tiny|base]
 
 One training step = forward, loss, backward, gradient clipping (5.0) and an Adam update, on a fixed
 random batch of the stated shape (throughput depends on shapes, not values). Each model runs in a
@@ -10,7 +10,8 @@ seconds of audio per second (batch audio x steps/s), parameters, peak memory (pr
 CPU, ``max_memory_allocated`` on CUDA), and speechs2s's speed relative to the peer.
 
 Matching: parameter counts must agree within 10% (checked, printed).
-- ASR: speechs2s ``TransformerASR`` preset (pre-LN, Conv2d x4 subsampling, joint CTC 0.3 /
+- ASR: speechs2s ``TransformerASR`` at the size of ``--asr-config`` (default: the bundled default
+  model's ``configs/asr_default.yaml``; or a preset name; pre-LN, Conv2d x4 subsampling, joint CTC /
   label-smoothed attention loss) vs SpeechBrain's LibriSpeech-recipe composition of
   ``ConvolutionFrontEnd`` (2 stride-2 blocks of the same width) + ``TransformerASR`` (same d_model,
   heads, layers, d_ffn, ``normalize_before=True``) + CTC and output linears, CTC 0.3 + KL label smoothing 0.1.
@@ -39,18 +40,31 @@ class Shape:
 
 
 def shapes(quick: bool) -> dict[str, Shape]:
+    """Batch shape per task. The full shapes are training-sized (16 x 8 s for ASR, 16 x 7 s for TTS):
+    on a 2-core CPU the Tacotron 2 pair takes minutes per step there, so run them on a GPU or a quiet machine."""
     if quick:
         return {"asr": Shape(batch=8, frames=300, tokens=30, vocab=256), "tts": Shape(batch=4, frames=300, tokens=60, vocab=40)}
     return {"asr": Shape(batch=16, frames=800, tokens=80, vocab=256), "tts": Shape(batch=16, frames=600, tokens=120, vocab=40)}
 
 
 # ------------------------------------------------------------------------------------------ models
-def speechs2s_asr(shape: Shape, size: str):
+def matched_asr_config(shape: Shape, asr_config: str):
+    """``TransformerASRConfig`` of a preset name (``tiny``, ``base``) or of a training YAML's ``model.options``."""
+    from speechs2s.models.asr_transformer import TransformerASRConfig
+
+    if asr_config in TransformerASRConfig.PRESETS:
+        return TransformerASRConfig.preset(asr_config, vocab_size=shape.vocab)
+    import yaml
+
+    return TransformerASRConfig(vocab_size=shape.vocab, **yaml.safe_load(open(common.REPO / asr_config))["model"]["options"])
+
+
+def speechs2s_asr(shape: Shape, asr_config: str):
     import torch
 
-    from speechs2s.models.asr_transformer import TransformerASR, TransformerASRConfig
+    from speechs2s.models.asr_transformer import TransformerASR
 
-    model = TransformerASR(TransformerASRConfig.preset(size, vocab_size=shape.vocab))
+    model = TransformerASR(matched_asr_config(shape, asr_config))
     generator = torch.Generator().manual_seed(0)
     batch = {"features": torch.randn(shape.batch, shape.frames, 80, generator=generator),
              "feature_lengths": torch.full((shape.batch,), shape.frames),
@@ -59,17 +73,15 @@ def speechs2s_asr(shape: Shape, size: str):
     return model, batch, lambda batch: model(batch)["loss"]
 
 
-def speechbrain_asr(shape: Shape, size: str):
-    """SpeechBrain's recipe composition (CNN front-end + TransformerASR + CTC/seq linears) at our preset's size."""
+def speechbrain_asr(shape: Shape, asr_config: str):
+    """SpeechBrain's recipe composition (CNN front-end + TransformerASR + CTC/seq linears) at our model's size."""
     import torch
     from speechbrain.lobes.models.convolution import ConvolutionFrontEnd
     from speechbrain.lobes.models.transformer.TransformerASR import TransformerASR
     from speechbrain.nnet.linear import Linear
     from speechbrain.nnet.losses import ctc_loss, kldiv_loss
 
-    from speechs2s.models.asr_transformer import TransformerASRConfig
-
-    c = TransformerASRConfig.preset(size, vocab_size=shape.vocab)
+    c = matched_asr_config(shape, asr_config)
     channels = c.subsampling_channels
     cnn = ConvolutionFrontEnd(input_shape=(None, None, 80), num_blocks=2, num_layers_per_block=1, out_channels=(channels, channels),
                               kernel_sizes=(3, 3), strides=(2, 2), residuals=(False, False))
@@ -107,7 +119,7 @@ def tts_data(shape: Shape):
     return tokens, mels
 
 
-def speechs2s_tacotron2(shape: Shape, size: str):
+def speechs2s_tacotron2(shape: Shape, asr_config: str):
     import torch
 
     from speechs2s.models.tts_tacotron import Tacotron2, Tacotron2Config
@@ -119,7 +131,7 @@ def speechs2s_tacotron2(shape: Shape, size: str):
     return model, batch, lambda batch: model(batch)["loss"]
 
 
-def coqui_tacotron2(shape: Shape, size: str):
+def coqui_tacotron2(shape: Shape, asr_config: str):
     import torch
     from TTS.tts.configs.tacotron2_config import Tacotron2Config
     from TTS.tts.models.tacotron2 import Tacotron2
@@ -136,7 +148,7 @@ def coqui_tacotron2(shape: Shape, size: str):
     return model, batch, lambda batch: model.train_step(batch, criterion)[1]["loss"]
 
 
-MODELS = {  # name -> (task, builder)
+MODELS = {  # name -> (task, builder(shape, asr_config) -> (model, batch, loss function))
     "speechs2s-transformer-asr": ("asr", speechs2s_asr),
     "speechbrain-transformer-asr": ("asr", speechbrain_asr),
     "speechs2s-tacotron2": ("tts", speechs2s_tacotron2),
@@ -145,14 +157,14 @@ MODELS = {  # name -> (task, builder)
 PEERS = {"speechbrain-transformer-asr": "speechs2s-transformer-asr", "coqui-tacotron2": "speechs2s-tacotron2"}
 
 
-def run_model(threads: int, name: str, shape: Shape, size: str, warmup: int, steps: int, device: str) -> dict:
+def run_model(threads: int, name: str, shape: Shape, asr_config: str, warmup: int, steps: int, device: str) -> dict:
     """In a fresh process: build, then time ``warmup + steps`` training steps."""
     import time
 
     import torch
 
     task, build = MODELS[name]
-    model, batch, loss_fn = build(shape, size)
+    model, batch, loss_fn = build(shape, asr_config)
     model.to(device).train()
     batch = {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -176,7 +188,8 @@ def run_model(threads: int, name: str, shape: Shape, size: str, warmup: int, ste
 def main():
     cli = common.parser(__doc__)
     cli.add_argument("--models", default=",".join(MODELS))
-    cli.add_argument("--asr-size", default="tiny", help="speechs2s TransformerASR preset matched on both sides (tiny, base)")
+    cli.add_argument("--asr-config", default="configs/asr_default.yaml",
+                     help="ASR size matched on both sides: a training YAML (model.options) or a preset (tiny, base)")
     cli.add_argument("--warmup", type=int, default=None, help="untimed steps (default 2, quick 1)")
     cli.add_argument("--steps", type=int, default=None, help="timed steps (default 10, quick 3)")
     cli.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -189,7 +202,7 @@ def main():
         for name in args.models.split(","):
             task = MODELS[name][0]
             shape = batch_shapes[task]
-            result = common.run_isolated(run_model, threads, name, shape, args.asr_size, warmup, steps, args.device)
+            result = common.run_isolated(run_model, threads, name, shape, args.asr_config, warmup, steps, args.device)
             audio_s = shape.audio_seconds(task)
             rows.append({"model": name, "task": task, "threads": threads, "params_m": result["params"] / 1e6,
                          "batch": f"{shape.batch}x{shape.frames} frames, {shape.tokens} tokens", "step_s": result["step_s"],
@@ -201,7 +214,7 @@ def main():
     columns = [("model", "model", ""), ("threads", "thr", "d"), ("params_m", "params M", ".2f"), ("batch", "batch", ""),
                ("steps_per_s", "steps/s", ".3f"), ("audio_s_per_s", "audio s / s", ".1f"),
                ("speechs2s_speedup", "speechs2s faster ×", ".2f"), ("peak_mb", "peak MB", ".0f")]
-    notes.append(f"ASR preset {args.asr_size!r}; {warmup} warm-up + {steps} timed steps (median), Adam, clip 5.0, device {args.device}; "
+    notes.append(f"ASR size of {args.asr_config}; {warmup} warm-up + {steps} timed steps (median), Adam, clip 5.0, device {args.device}; "
                  "random batch of the stated shape, all items full length. 'speechs2s faster ×' = speechs2s steps/s / peer steps/s.")
     common.record("train_throughput", args, {"rows": rows}, [("Training throughput", rows, columns)], notes)
 
