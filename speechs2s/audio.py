@@ -285,7 +285,7 @@ def compute_stats(entries: list[dict], config: FeatureConfig, max_files: int | N
     total = torch.zeros(config.n_mels, dtype=torch.float64)
     total_sq = torch.zeros(config.n_mels, dtype=torch.float64)
     frames, skipped = 0, []
-    for entry in tqdm(entries, desc="feature stats", unit="file", leave=False):
+    for entry in tqdm(entries, desc="feature stats", unit="file", leave=False, disable=None):
         try:
             wav = load_audio(entry["audio"], config.sample_rate)
         except AudioError as error:

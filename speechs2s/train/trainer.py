@@ -243,7 +243,8 @@ class Trainer:
             self._say(f"training {sum(p.numel() for p in self.module.parameters()) / 1e6:.2f} M parameters on "
                       f"{self.device}{f' x {self.world_size}' if self.world_size > 1 else ''}, "
                       f"amp {self.amp_dtype or 'off'}, from step {self.step} to {cfg.max_steps}")
-            progress = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True)
+            if sys.stderr.isatty():  # in a log file, _record writes a line every log_every steps instead
+                progress = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True)
         self.module.train()
         batches = self._batches()
         try:
@@ -487,6 +488,8 @@ class Trainer:
             scalars["loss_scale"] = self.scaler.get_scale()
         for key, value in scalars.items():
             self.writer.add_scalar(f"train/{key}", value, self.step)
+        if progress is None:
+            self._say(f"step {self.step}: " + " ".join(f"{key} {value:.4g}" for key, value in scalars.items()))
         self.window.clear()
         self.window_steps, self.window_start = 0, now
 
