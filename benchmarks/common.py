@@ -312,10 +312,11 @@ def command_line() -> str:
 
 def record(name: str, args, results: dict, tables: list[tuple[str, list[dict], list[tuple[str, str, str]]]],
            notes: list[str] = ()) -> None:
-    """Print the ``(title, rows, columns)`` tables; unless ``--no-record``, write ``results/<name>[-quick].json``
-    and append a section (date, command, machine, notes, tables) to RESULTS.md."""
-    info, command = machine(), command_line()
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    """Print the ``(title, rows, columns)`` tables; unless ``--no-record``, write ``results/<name>[-quick]-<time>.json``
+    and append a section (date, command, machine, notes, tables, JSON file) to RESULTS.md."""
+    info, command, now = machine(), command_line(), datetime.datetime.now(datetime.timezone.utc)
+    date = now.strftime("%Y-%m-%d %H:%M UTC")
+    out = RESULTS_DIR / f"{name}{'-quick' if args.quick else ''}-{now:%Y%m%d-%H%M%S}.json"
     notes = [note for note in [args.note, *notes] if note]
     lines = [f"## {name}{' (quick)' if args.quick else ''} — {date}", "",
              f"`{command}`  ", f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gb']} GB, "
@@ -323,12 +324,13 @@ def record(name: str, args, results: dict, tables: list[tuple[str, list[dict], l
     lines += [f"> {note}  " for note in notes]
     for title, rows, columns in tables:
         lines += ["", f"**{title}**", "", markdown_table(rows, columns)]
+    if not args.no_record:
+        lines += ["", f"Per-utterance details: `{out.relative_to(BENCHMARKS)}`"]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.no_record:
         return
     RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / f"{name}{'-quick' if args.quick else ''}.json"
     out.write_text(json.dumps({"date": date, "command": command, "machine": info, "notes": notes, **results}, indent=2) + "\n")
     if not RESULTS_MD.exists():
         RESULTS_MD.write_text("# Benchmark results\n\nAppended by the scripts in this folder (newest last); "

@@ -22,6 +22,7 @@ import torchaudio
 from torch import nn
 
 from speechs2s.errors import AudioError, ConfigError
+from speechs2s.utils import to_numpy
 
 # Context (seconds) read on each side of a segment before resampling, so that segments resampled
 # one at a time join seamlessly (the resampling filter is ~1 ms wide at the lowest common rate).
@@ -166,9 +167,7 @@ def save_audio(path: str | Path, wav: torch.Tensor | np.ndarray, sample_rate: in
     16-bit PCM (samples beyond [-1, 1] are clipped). Parent folders are created.
     """
     path = Path(path)
-    if isinstance(wav, torch.Tensor):
-        wav = wav.detach().float().cpu().numpy()
-    wav = np.asarray(wav, dtype=np.float32)
+    wav = to_numpy(wav)
     if wav.ndim not in (1, 2):
         raise ValueError(f"save_audio expects (T,) or (T, channels), got shape {wav.shape}")
     suffix = path.suffix.lower().lstrip(".")
@@ -272,7 +271,8 @@ def mel_to_linear(log_mel: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
 
 
 def compute_stats(entries: list[dict], config: FeatureConfig, max_files: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-mel-bin mean and std ``(M,)`` of :class:`LogMel` features over the entries' ``"audio"`` files.
+    """Per-mel-bin mean and std ``(M,)`` of :class:`LogMel` features over the entries' ``"audio"`` files
+    (only ``start``..``end`` of segment entries).
 
     ``max_files`` limits the work to that many files spread evenly over ``entries``. Unreadable
     files are skipped with one warning that counts them.
@@ -287,7 +287,7 @@ def compute_stats(entries: list[dict], config: FeatureConfig, max_files: int | N
     frames, skipped = 0, []
     for entry in tqdm(entries, desc="feature stats", unit="file", leave=False, disable=None):
         try:
-            wav = load_audio(entry["audio"], config.sample_rate)
+            wav = load_audio(entry["audio"], config.sample_rate, entry.get("start", 0.0), entry.get("end"))
         except AudioError as error:
             skipped.append(str(error))
             continue

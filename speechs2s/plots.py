@@ -8,16 +8,11 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 
+from speechs2s.utils import to_numpy
+
 DPI = 100
-
-
-def _to_numpy(array) -> np.ndarray:
-    if isinstance(array, torch.Tensor):
-        array = array.detach().float().cpu().numpy()
-    return np.asarray(array, dtype=np.float32)
 
 
 def _finish(figure: Figure, path: str | Path | None) -> Figure:
@@ -40,7 +35,7 @@ def plot_alignment(attention, path: str | Path | None = None, title: str | None 
     A good alignment is a thin diagonal from bottom-left to top-right. ``text`` (the input
     sentence) is shown under the x axis.
     """
-    attention = _to_numpy(attention)
+    attention = to_numpy(attention)
     if attention.ndim != 2:
         raise ValueError(f"plot_alignment expects (T_dec, T_enc), got shape {attention.shape}")
     figure = Figure(figsize=(8, 5))
@@ -68,7 +63,7 @@ def plot_mels(target, predicted=None, path: str | Path | None = None) -> Figure:
     ``plot_mels({"name": mel, ...})`` draws any number of named panels.
     """
     panels = target if isinstance(target, dict) else {"target": target, "predicted": predicted}
-    panels = {name: _to_numpy(mel) for name, mel in panels.items() if mel is not None}
+    panels = {name: to_numpy(mel) for name, mel in panels.items() if mel is not None}
     for name, mel in panels.items():
         if mel.ndim != 2:
             raise ValueError(f"plot_mels expects (frames, M) for {name!r}, got shape {mel.shape}")

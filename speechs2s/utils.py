@@ -1,4 +1,5 @@
-"""Small shared helpers: device selection."""
+"""Small shared helpers: device selection, tensor -> NumPy."""
+import numpy as np
 import torch
 
 
@@ -11,3 +12,10 @@ def select_device(name: str | None = None) -> torch.device:
 
         raise SpeechS2SError(f"device {name!r} requested but CUDA is not available")
     return torch.device(name)
+
+
+def to_numpy(array) -> np.ndarray:
+    """A tensor (any device, float dtype, grad or not) or array-like -> float32 NumPy array."""
+    if isinstance(array, torch.Tensor):
+        array = array.detach().float().cpu().numpy()
+    return np.asarray(array, dtype=np.float32)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from speechs2s.audio import audio_info, iter_audio_blocks
+from speechs2s.utils import to_numpy
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class VADConfig:
 
 def frame_levels(wav: torch.Tensor | np.ndarray, frame_length: int) -> np.ndarray:
     """RMS level in dBFS of each whole frame of ``frame_length`` samples of ``wav (T,)``: ``(T // frame_length,)``."""
-    wav = np.asarray(wav, dtype=np.float32)
+    wav = to_numpy(wav)
     frames = wav[: len(wav) // frame_length * frame_length].reshape(-1, frame_length)
     return 10 * np.log10(np.maximum(np.mean(frames.astype(np.float64) ** 2, axis=1), 1e-10))
 
@@ -125,7 +126,7 @@ def has_speech(wav: torch.Tensor, sample_rate: int, config: VADConfig = VADConfi
     to end, so that its noise floor is speech too; silence and steady noise still have no such frames.
     """
     frame_length = max(1, round(config.frame_seconds * sample_rate))
-    levels = frame_levels(wav.detach().cpu(), frame_length)
+    levels = frame_levels(wav, frame_length)
     if len(levels) == 0:
         return False
     threshold = max(config.min_level_db, np.percentile(levels, config.floor_percentile) + config.presence_db)

@@ -57,6 +57,8 @@ def test_presets_sizes_and_registry():
         build_model("lstm_asr", {"vocab_size": 10, "sos_id": 10})
     with pytest.raises(ConfigError, match="ctc_weight"):
         build_model("transformer_asr", {"vocab_size": 10, "ctc_weight": 1.5})
+    with pytest.raises(ConfigError, match="n_mels=4 is too small"):
+        build_model("transformer_asr", {"vocab_size": 10, "n_mels": 4})
 
 
 @pytest.mark.parametrize("kind", MODELS)

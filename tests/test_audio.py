@@ -248,3 +248,6 @@ def test_compute_stats(corpora, tmp_path):
     assert not torch.allclose(subset_mean, mean)
     with pytest.raises(AudioError, match="none of the 1 audio files"), pytest.warns(UserWarning):
         compute_stats(entries[-1:], ASR_FEATURES)
+    segment = {"audio": str(files[0]), "start": 0.1, "end": 0.3}  # a segment entry: only its part counts
+    segment_mean, _ = compute_stats([segment], ASR_FEATURES)
+    torch.testing.assert_close(segment_mean, LogMel(ASR_FEATURES)(load_audio(files[0], 16000, 0.1, 0.3)).mean(0))

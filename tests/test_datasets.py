@@ -81,6 +81,11 @@ def test_unreadable_item_is_dropped_and_counted(fsdd_entries, tmp_path, caplog):
     assert collate_asr([None, None]) is None
 
 
+def test_tts_item_without_tokens_is_dropped(fsdd_entries, caplog):
+    dataset = TTSDataset([dict(fsdd_entries[0], text="日本")], CharTokenizer("tts"))  # no Latin letters: no tokens
+    assert dataset[0] is None and "nothing to speak" in caplog.text
+
+
 def test_speed_perturb_reproducible_and_lengths_bound(fsdd_entries):
     def features(seed, epoch):
         dataset = ASRDataset(fsdd_entries, CharTokenizer(), speed_perturb=[0.9, 1.0, 1.1], seed=seed)

@@ -136,6 +136,11 @@ def test_bad_tokenizer_configs(tmp_path):
         build_tokenizer("wordpiece")
     with pytest.raises(ConfigError, match="tokenizer.kind"):
         Tokenizer.from_dict({"kind": "nope"})
+    with pytest.raises(ConfigError, match="expected a JSON object"):
+        Tokenizer.from_dict(["char"])
+    for model in ("bm90IGEgbW9kZWw=", "!!not base64"):  # a corrupt tokenizer.json: bad model bytes, bad base64
+        with pytest.raises(ConfigError, match="bad options for 'bpe'"):
+            Tokenizer.from_dict({"kind": "bpe", "model": model})
     with pytest.raises(ConfigError, match="tokenizer.normalizer"):
         CharTokenizer(normalizer="french")
     with pytest.raises(ConfigError, match="needs training texts"):

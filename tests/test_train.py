@@ -437,6 +437,27 @@ def test_config_errors_name_the_key(tmp_path, text, overrides, message):
         load_config(write_config(tmp_path, text), overrides)
 
 
+def test_train_stops_when_no_training_audio_is_readable(tmp_path):
+    from click.testing import CliRunner
+
+    from speechs2s.cli import main
+    from speechs2s.data.manifest import write_manifest
+
+    (tmp_path / "broken.wav").write_bytes(b"not audio" * 100)
+    entries = [{"id": f"u{i}", "audio": str(tmp_path / "broken.wav"), "duration": 1.0, "text": "yes"} for i in range(3)]
+    config = write_config(tmp_path, """
+        task: asr
+        model: {{name: transformer_asr, options: {{d_model: 32, n_heads: 2, encoder_layers: 1, decoder_layers: 1,
+                                                  d_ff: 64, subsampling_channels: 4}}}}
+        data: {{train: {dir}/train.jsonl, valid: {dir}/valid.jsonl, feature_stats: false, num_workers: 0}}
+        trainer: {{max_steps: 2, out_dir: {dir}/exp, device: cpu}}
+    """)
+    write_manifest(tmp_path / "train.jsonl", entries)
+    write_manifest(tmp_path / "valid.jsonl", entries[:1])
+    result = CliRunner().invoke(main, ["train", str(config)])
+    assert result.exit_code == 1 and "none of the audio in" in result.output, result.output
+
+
 def test_cli_train_reports_config_errors(tmp_path):
     from click.testing import CliRunner
 
@@ -502,6 +523,9 @@ def test_train_transformer_asr_on_fsdd(tmp_path, corpora):
     assert (tmp_path / "exp_ft/checkpoints/step-000001/tokenizer.json").read_text() == (final / "tokenizer.json").read_text()
     result = CliRunner().invoke(main, ["train", str(config), "--set", f"trainer.init_from={tmp_path}/nowhere"])
     assert result.exit_code == 1 and "trainer.init_from" in result.output
+    result = CliRunner().invoke(main, ["train", str(config), "--set", f"trainer.init_from={final}",
+                                       "--set", "model.options.d_ff=48", "--set", f"trainer.out_dir={tmp_path}/exp_bad"])
+    assert result.exit_code == 1 and "does not fit this model" in result.output, result.output
 
 
 def read_scalars(log_dir: Path, tag: str) -> list[float]:

@@ -109,6 +109,8 @@ def test_registry_builds_both_and_rejects_bad_options():
         build_model("transformer_tts", {"vocab_size": 10, "guided_heads": [[0, 9]]})
     with pytest.raises(ConfigError, match="mel_los"):
         build_model("tacotron2", {"vocab_size": 10, "mel_loss": "l3"})
+    with pytest.raises(ConfigError, match="not divisible by n_heads"):  # checked by the model, not its config
+        build_model("transformer_tts", {"vocab_size": 10, "d_model": 100, "n_heads": 3})
 
 
 def test_guided_weight_decays_with_training_batches():

@@ -119,10 +119,18 @@ class ASRDataset(_TranscribedDataset):
 
 
 class TTSDataset(_TranscribedDataset):
-    """TTS items ``{"id", "tokens": (L,), "mel": (frames, M)}``; features default to ``TTS_FEATURES``."""
+    """TTS items ``{"id", "tokens": (L,), "mel": (frames, M)}``; features default to ``TTS_FEATURES``.
+    An entry whose text has no tokens (e.g. only non-Latin script) is logged and its item is ``None``."""
 
     feature_key = "mel"
     default_features = TTS_FEATURES
+
+    def __getitem__(self, index: int) -> dict | None:
+        item = super().__getitem__(index)
+        if item is not None and len(item["tokens"]) == 0:  # nothing to attend to: the loss would be NaN
+            log.warning("skipping %r: its text %r has nothing to speak", item["id"], self.entries[index]["text"])
+            return None
+        return item
 
 
 class VocoderDataset(AudioDataset):

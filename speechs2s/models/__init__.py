@@ -38,6 +38,11 @@ def make_config(name: str, options: dict):
 
 
 def build_model(name: str, options: dict) -> nn.Module:
-    """Instantiate model ``name`` from a plain dict of config options."""
+    """Instantiate model ``name`` from a plain dict of config options; options the model cannot be
+    built with (e.g. ``d_model`` not divisible by ``n_heads``) raise ConfigError."""
     model_cls, _ = model_classes(name)
-    return model_cls(make_config(name, options))
+    config = make_config(name, options)
+    try:
+        return model_cls(config)
+    except ValueError as error:
+        raise ConfigError(f"model: {error}") from None

@@ -19,6 +19,7 @@ from torch import nn
 from torchaudio.functional import edit_distance
 
 from speechs2s.losses import ctc_loss, label_smoothed_cross_entropy
+from speechs2s.nn.normalization import FeatureNormalization
 
 
 class ASRConfigBase:
@@ -42,7 +43,7 @@ class ASRConfigBase:
         return cls(**{**cls.PRESETS[size], **overrides})
 
 
-class ASRModel(nn.Module):
+class ASRModel(FeatureNormalization, nn.Module):
     """Base class; subclasses build ``self.ctc_head`` (or None) and implement ``encode``,
     ``decoder_logits``, ``init_decoder_state`` and ``decode_step``.
 
@@ -53,17 +54,7 @@ class ASRModel(nn.Module):
         super().__init__()
         self.config = config
         self.sos_id = self.eos_id = config.sos_id
-        self.register_buffer("mean", torch.zeros(config.n_mels))
-        self.register_buffer("std", torch.ones(config.n_mels))
-
-    def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Store per-mel-bin ``mean (M,)`` and ``std (M,)`` (from ``audio.compute_stats``)."""
-        self.mean.copy_(mean)
-        self.std.copy_(std.clamp(min=1e-5))
-
-    def normalize(self, features: torch.Tensor) -> torch.Tensor:
-        """``(B, T, M)`` log-mels -> zero mean, unit variance per mel bin."""
-        return (features - self.mean) / self.std
+        self.register_feature_stats(config.n_mels)
 
     def ctc_log_probs(self, enc: torch.Tensor) -> torch.Tensor:
         """``enc (B, T', D) -> (B, T', V)`` CTC log-probabilities (float32)."""

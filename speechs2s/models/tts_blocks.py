@@ -19,6 +19,7 @@ from torch import nn
 
 from speechs2s.losses import guided_attention_loss, mel_loss, stop_token_loss
 from speechs2s.nn.masks import sequence_mask
+from speechs2s.nn.normalization import FeatureNormalization
 
 MEL_LOSSES = ("l1", "l2", "l1+l2")
 
@@ -72,7 +73,7 @@ class ConvStack(nn.Module):
         return x.transpose(1, 2)
 
 
-class AcousticModel(nn.Module):
+class AcousticModel(FeatureNormalization, nn.Module):
     """Base of the text-to-mel models. The config must provide ``n_mels``, ``reduction_factor``,
     ``postnet_*``, ``mel_loss``, ``stop_pos_weight`` and ``guided_sigma / guided_weight / guided_half_life``."""
 
@@ -84,19 +85,10 @@ class AcousticModel(nn.Module):
         self.n_mels, self.reduction_factor = config.n_mels, config.reduction_factor
         self.postnet = ConvStack(config.n_mels, config.postnet_channels, config.n_mels, config.postnet_layers,
                                  config.postnet_kernel_size, activation="tanh", linear_last=True)
-        self.register_buffer("mean", torch.zeros(config.n_mels))
-        self.register_buffer("std", torch.ones(config.n_mels))
+        self.register_feature_stats(config.n_mels)
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))  # drives the guided-loss decay
 
     # -- features ------------------------------------------------------------------------------
-
-    def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Per-bin statistics ``(M,)`` of the log-mel targets (from ``audio.compute_stats``)."""
-        self.mean.copy_(mean)
-        self.std.copy_(std.clamp(min=1e-5))
-
-    def normalize(self, mel: torch.Tensor) -> torch.Tensor:
-        return (mel - self.mean) / self.std
 
     def denormalize(self, mel: torch.Tensor) -> torch.Tensor:
         return mel * self.std + self.mean

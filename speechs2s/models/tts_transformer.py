@@ -81,11 +81,13 @@ class TransformerTTS(AcousticModel):
         x = self.encoder_position(self.encoder_proj(x))
         return self.encoder(x, key_padding_mask(token_lengths, tokens.size(1)))[0]
 
-    def decode(self, previous, memory, memory_mask, cache=None, offset: int = 0):
+    def decode(self, previous, memory, memory_mask, cache=None, offset: int = 0, projected_memory=None):
         """``previous (B, S, M)`` frames before each step -> ``(frames (B, S * r, M), stop_logits
-        (B, S * r), guided attention (B, G, S, L), cache)``; ``memory_mask`` broadcasts to ``(B, H, S, L)``."""
+        (B, S * r), guided attention (B, G, S, L), cache)``; ``memory_mask`` broadcasts to ``(B, H, S, L)``;
+        ``projected_memory``: ``decoder.project_memory(memory)`` computed once (then ``memory`` may be None)."""
         x = self.decoder_position(self.decoder_proj(self.prenet(previous)), offset)
-        out, cache, weights = self.decoder(x, memory, memory_mask, cache, need_weights=True)
+        out, cache, weights = self.decoder(x, memory, memory_mask, cache, need_weights=True,
+                                           projected_memory=projected_memory)
         B = out.size(0)
         attention = torch.stack([weights[layer][:, head] for layer, head in self.guided_heads], 1)
         return self.mel_proj(out).view(B, -1, self.n_mels), self.stop_proj(out).view(B, -1), attention, cache
@@ -99,13 +101,14 @@ class TransformerTTS(AcousticModel):
 
     def start(self, tokens: torch.Tensor, token_lengths: torch.Tensor) -> dict:
         memory = self.encode(tokens, token_lengths)
-        return dict(memory=memory, memory_mask=sequence_mask(token_lengths, tokens.size(1)),
-                    cache=self.decoder.empty_cache(memory))
+        return dict(projected_memory=self.decoder.project_memory(memory),
+                    memory_mask=sequence_mask(token_lengths, tokens.size(1)), cache=self.decoder.empty_cache(memory))
 
     def step(self, state: dict, previous: torch.Tensor, allowed: torch.Tensor):
         """``previous (B, M)`` -> ``(frames (B, r, M), stop_logits (B, r), alignment (B, L), state)``.
         ``allowed (B, L)`` restricts every cross-attention head to those keys."""
         mask = (allowed & state["memory_mask"])[:, None, None, :]
-        frames, stop_logits, attention, cache = self.decode(previous[:, None], state["memory"], mask,
-                                                            state["cache"], offset=state["cache"].size(2))
+        frames, stop_logits, attention, cache = self.decode(previous[:, None], None, mask, state["cache"],
+                                                            offset=state["cache"].size(2),
+                                                            projected_memory=state["projected_memory"])
         return frames, stop_logits, attention[:, :, 0].mean(1), dict(state, cache=cache)

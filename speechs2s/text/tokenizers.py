@@ -79,13 +79,15 @@ class Tokenizer:
 
     @staticmethod
     def from_dict(d: dict) -> "Tokenizer":
+        if not isinstance(d, dict):
+            raise ConfigError(f"tokenizer: expected a JSON object, got {type(d).__name__}")
         kind = d.get("kind")
         if kind not in TOKENIZERS:
             raise ConfigError(f"tokenizer.kind: unknown tokenizer {kind!r} (choose from {', '.join(TOKENIZERS)})")
         options = {k: v for k, v in d.items() if k != "kind"}
         try:
             return TOKENIZERS[kind](**options)
-        except TypeError as error:
+        except (TypeError, ValueError, RuntimeError) as error:  # also a corrupt sentencepiece model
             raise ConfigError(f"tokenizer: bad options for {kind!r} tokenizer ({error})") from None
 
     def save(self, path: str | Path) -> None:
@@ -95,7 +97,7 @@ class Tokenizer:
     def load(path: str | Path) -> "Tokenizer":
         try:
             d = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as error:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ConfigError(f"{path}: cannot read tokenizer ({error})") from None
         return Tokenizer.from_dict(d)
 

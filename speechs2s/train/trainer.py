@@ -76,7 +76,11 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
 
         model = build_model(config.model.name, options)
         if config.trainer.init_from and not resume:  # fine-tuning: weights and feature stats come along
-            model.load_state_dict(read_weights(config.trainer.init_from))
+            try:
+                model.load_state_dict(read_weights(config.trainer.init_from))
+            except RuntimeError as error:  # another architecture or size
+                raise ConfigError(f"trainer.init_from: {config.trainer.init_from} does not fit this model "
+                                  f"({' '.join(str(error).split())[:200]})") from None
         elif config.data.feature_stats and not resume and rank == 0:  # DDP copies rank 0's buffers
             set_feature_stats(model, config, train_entries, features)
         checkpoint_config = {"task": config.task, "model": {"name": config.model.name, **model_config},
@@ -276,9 +280,14 @@ class Trainer:
         while True:
             self.sampler.load_state_dict({"seed": cfg.trainer.seed, "epoch": self.epoch, "position": self.position})
             self.train_items.set_epoch(self.epoch)
+            whole_epoch, usable = self.position == 0, False
             for batch in self._loader(self.train_items, self.sampler):
                 self.position += 1
+                usable = usable or batch is not None
                 yield batch
+            if whole_epoch and not usable:  # would loop forever over unreadable items
+                raise SpeechS2SError(f"data.train: none of the audio in {cfg.data.train} could be read "
+                                     "(each file's reason is logged above)")
             self.epoch, self.position = self.epoch + 1, 0
 
     def _loader(self, dataset: Dataset, sampler) -> DataLoader:
