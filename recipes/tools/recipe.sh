@@ -72,3 +72,20 @@ synthesize_lines() {
       --plot-alignment "$out/$(printf %03d $number).png"
   done < "$text_file"
 }
+
+tts_stages() {
+  # tts_stages: stages 2-4 shared by the TTS recipes, on $manifests/{train,valid}.jsonl: train the
+  # acoustic model ($config -> $exp), the vocoder ($vocoder_config -> $vocoder_exp), then speak each
+  # line of $sentences into $exp/samples (with Griffin-Lim when stage 3 was skipped).
+  local sets=(--set "data.train=$manifests/train.jsonl" --set "data.valid=$manifests/valid.jsonl") vocoder=griffin-lim
+  if stage 2 "train $config"; then
+    train_model "$config" "$exp" "${sets[@]}"
+  fi
+  if stage 3 "train vocoder $vocoder_config"; then
+    train_model "$vocoder_config" "$vocoder_exp" "${sets[@]}"
+  fi
+  if stage 4 "synthesize $sentences"; then
+    [ -e "$vocoder_exp/last" ] && vocoder=$vocoder_exp
+    synthesize_lines "$exp" "$vocoder" "$sentences" "$exp/samples"
+  fi
+}

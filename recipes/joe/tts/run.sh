@@ -23,16 +23,4 @@ if stage 1 "prepare manifests"; then
   speechs2s prepare ljspeech "$data/joe-lj/dev" "$manifests/valid.jsonl"
 fi
 
-if stage 2 "train $config"; then
-  train_model "$config" "$exp" --set "data.train=$manifests/train.jsonl" --set "data.valid=$manifests/valid.jsonl"
-fi
-
-if stage 3 "train vocoder $vocoder_config"; then
-  train_model "$vocoder_config" "$vocoder_exp" --set "data.train=$manifests/train.jsonl" --set "data.valid=$manifests/valid.jsonl"
-fi
-
-if stage 4 "synthesize $sentences"; then
-  vocoder=griffin-lim
-  [ -e "$vocoder_exp/last" ] && vocoder=$vocoder_exp
-  synthesize_lines "$exp" "$vocoder" "$sentences" "$exp/samples"
-fi
+tts_stages

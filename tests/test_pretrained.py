@@ -1,0 +1,42 @@
+"""The bundled default models load from the installed package and do what the README promises."""
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import speechs2s
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def sample_transcripts() -> list[tuple[str, str]]:
+    with open(SAMPLES / "transcripts.tsv", newline="") as file:
+        return [(row["file"], row["text"]) for row in csv.DictReader(file, delimiter="\t")]
+
+
+@pytest.fixture(scope="module")
+def asr():
+    return speechs2s.load_asr("default", device="cpu")
+
+
+def test_default_asr_transcribes_the_bundled_samples(asr):
+    samples = sample_transcripts()
+    assert samples, "samples/transcripts.tsv lists no samples"
+    hypotheses = asr.transcribe([str(SAMPLES / name) for name, _ in samples])
+    assert hypotheses == [text for _, text in samples]
+
+
+def test_default_asr_hears_nothing_in_silence(asr):
+    import torch
+
+    assert asr.transcribe(torch.zeros(16000 * 3)) == ""
+
+
+def test_default_tts_speaks_with_bounded_length():
+    tts = speechs2s.load_tts("default", device="cpu")
+    wav, sample_rate = tts.synthesize("The prisoners were taken to the court.")
+    assert sample_rate == 22050 and wav.dtype == np.float32
+    seconds = len(wav) / sample_rate
+    assert 0.8 < seconds < 8.0  # about 2.5 s of speech; the guard keeps any output bounded
+    assert np.isfinite(wav).all() and np.abs(wav).max() > 0.01
