@@ -352,17 +352,23 @@ def test_ddp_gradients_match_single_process(tmp_path):
 # -- schedules -----------------------------------------------------------------------------------
 
 
+def learning_rates(optimizer, scheduler, steps: int) -> list[float]:
+    """The learning rate used at each of ``steps`` optimizer steps."""
+    lrs = []
+    for _ in range(steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
 def test_noam_schedule_values_and_resume():
     expected = [0.25, 0.5, 0.75, 1.0, math.sqrt(4 / 5), math.sqrt(4 / 6)]
     assert [noam(s, warmup=4) for s in range(6)] == pytest.approx(expected)
     parameter = nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([parameter], lr=0.1)
     scheduler = build_scheduler(optimizer, "noam", warmup=4, total=100)
-    lrs = []
-    for _ in range(10):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
+    lrs = learning_rates(optimizer, scheduler, 10)
     assert max(lrs) == pytest.approx(0.1) and lrs.index(max(lrs)) == 3
     assert lrs[9] == pytest.approx(0.1 * math.sqrt(4 / 10))
 
@@ -383,12 +389,7 @@ def test_cosine_and_constant_schedules():
     parameter = nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([parameter], lr=1.0)
     scheduler = build_scheduler(optimizer, "constant", warmup=2, total=10)
-    lrs = []
-    for _ in range(4):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    assert lrs == [0.5, 1.0, 1.0, 1.0]
+    assert learning_rates(optimizer, scheduler, 4) == [0.5, 1.0, 1.0, 1.0]
 
 
 # -- config errors -------------------------------------------------------------------------------
