@@ -277,13 +277,16 @@ def average_checkpoints(directories: list[str | Path]) -> dict[str, torch.Tensor
     return averaged
 
 
-def save_average(out: str | Path, directories: list[str | Path]) -> Path:
-    """Average checkpoints into ``out`` with the config and tokenizer of the last one."""
+def save_average(out: str | Path, directories: list[str | Path], half: bool = False) -> Path:
+    """Average checkpoints into ``out`` with the config and tokenizer of the last one; ``half``
+    stores the float weights as float16 (half the size; loading casts them back to float32)."""
     last = resolve_checkpoint(directories[-1])
     config = read_config(last)
     config.pop("format_version")
     tokenizer = _read_json(last / "tokenizer.json") if (last / "tokenizer.json").exists() else None
     averaged = average_checkpoints([resolve_checkpoint(d) for d in directories])
+    if half:
+        averaged = {name: value.half() if value.is_floating_point() else value for name, value in averaged.items()}
     extra = {"averaged_from.json": [str(d) for d in directories]}
     if tokenizer is not None:
         extra["tokenizer.json"] = tokenizer

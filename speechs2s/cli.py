@@ -110,8 +110,10 @@ def train(config, overrides, resume):
 @main.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=str))
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=str))
-def average(out, checkpoints):
-    """Average the weights of CHECKPOINTS (folders of one model) into the checkpoint folder OUT.
+@click.option("--half", is_flag=True, help="Store the weights in float16 (half the size).")
+def average(out, checkpoints, half):
+    """Average the weights of CHECKPOINTS (folders of one model) into the checkpoint folder OUT
+    (one checkpoint copies it, e.g. to store it in float16 with --half).
 
     \b
     Example:
@@ -119,7 +121,7 @@ def average(out, checkpoints):
     """
     from speechs2s.checkpoint import save_average
 
-    click.echo(str(save_average(out, list(checkpoints))))
+    click.echo(str(save_average(out, list(checkpoints), half)))
 
 
 def _asr_options(command):

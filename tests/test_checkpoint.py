@@ -246,6 +246,13 @@ def test_average_numerics_and_cli(tmp_path):
     model, _, _ = load_checkpoint(result.output.strip())
     assert torch.all(model.embedding.weight == 3.0) and model.updates.item() == 2
 
+    # --half stores float16 (half the bytes); loading casts back into the float32 model
+    result = CliRunner().invoke(main, ["average", "--half", str(tmp_path / "half"), str(folders[-1])])
+    assert result.exit_code == 0, result.output
+    assert read_weights(tmp_path / "half")["embedding.weight"].dtype == torch.float16
+    model, _, _ = load_checkpoint(tmp_path / "half")
+    assert model.embedding.weight.dtype == torch.float32 and torch.all(model.embedding.weight == 6.0)
+
     save_checkpoint(tmp_path / "other", {"w": torch.zeros(3)}, CONFIG)
     result = CliRunner().invoke(main, ["average", str(tmp_path / "bad"), str(folders[0]), str(tmp_path / "other")])
     assert result.exit_code == 1 and "differ in names or shapes" in result.output
