@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -61,6 +62,23 @@ def test_tts_dataset_and_segment_entries(fsdd_entries):
     assert batch["mels"].shape == (2, frames, 80)
     assert batch["mel_lengths"].tolist() == [frames, segment["mel"].shape[0]]
     assert (batch["mels"][1, segment["mel"].shape[0] :] == 0).all()
+
+
+def test_feature_cache_reuses_features_of_unperturbed_items(fsdd_entries, tmp_path):
+    entries = [dict(fsdd_entries[3]), dict(fsdd_entries[4], start=0.05, end=0.2, duration=0.15)]
+    cached = TTSDataset(entries, CharTokenizer("tts"), cache_dir=tmp_path / "cache")
+    first = [cached[i]["mel"] for i in range(2)]
+    files = sorted((tmp_path / "cache").rglob("*.npy"))
+    assert len(files) == 2 and not list((tmp_path / "cache").rglob("*.part"))
+    for file in files:  # the second read comes from the cache: mark the cached arrays to prove it
+        np.save(file, np.load(file) + 1.0)
+    for i in range(2):
+        assert torch.equal(cached[i]["mel"], first[i] + 1.0)
+        assert torch.equal(TTSDataset(entries, CharTokenizer("tts"))[i]["mel"], first[i])  # no cache: computed
+    # speed perturbation changes the features every epoch: nothing is cached
+    perturbed = ASRDataset(entries, CharTokenizer(), speed_perturb=[0.9, 1.1], cache_dir=tmp_path / "sp")
+    perturbed[0]
+    assert not (tmp_path / "sp").exists()
 
 
 def test_entries_need_text(fsdd_entries):

@@ -1,14 +1,21 @@
 """Map-style datasets over manifest entries: ASR (features, tokens), TTS (tokens, mel), vocoder (wav, mel).
 
 Audio is read with :func:`speechs2s.audio.load_audio` at the feature sample rate (only the
-``start``..``end`` part for segment entries). An unreadable entry is logged and yields ``None``,
+``start``..``end`` part for segment entries). With a ``cache_dir``, the features of items that get no
+speed perturbation are saved there as ``.npy`` on first use and read back afterwards (keyed by the
+audio file, its size and mtime, the segment and the feature config), so later epochs skip decoding,
+resampling and the STFT. An unreadable entry is logged and yields ``None``,
 which the collate functions drop and count. Random choices (speed factor, vocoder segment) come
 from a generator seeded by ``(seed, epoch, index)``: reproducible in any DataLoader worker.
 """
+import hashlib
+import json
 import logging
 import math
 import os
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -74,7 +81,8 @@ class AudioDataset(Dataset):
 class _TranscribedDataset(AudioDataset):
     """Items ``{"id", <feature_key>: (frames, M), "tokens": LongTensor (L,)}``; every entry needs ``text``.
 
-    ``transform`` maps features ``(frames, M)`` (e.g. SpecAugment), ``target_transform`` the token ids.
+    ``transform`` maps features ``(frames, M)`` (e.g. SpecAugment), ``target_transform`` the token ids;
+    ``cache_dir`` keeps computed features (see the module docstring; unused with speed perturbation).
     """
 
     feature_key: str
@@ -89,8 +97,10 @@ class _TranscribedDataset(AudioDataset):
         target_transform=None,
         speed_perturb: list[float] | None = None,
         seed: int = 0,
+        cache_dir: str | os.PathLike | None = None,
     ):
         super().__init__(entries_or_path, features or self.default_features, speed_perturb, seed)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None and self.speed_factors == (1.0,) else None
         untranscribed = [entry["id"] for entry in self.entries if not isinstance(entry.get("text"), str)]
         if untranscribed:
             raise ManifestError(f"{self.source}: {len(untranscribed)} entries have no 'text', first: {untranscribed[0]!r}")
@@ -99,16 +109,45 @@ class _TranscribedDataset(AudioDataset):
         self.target_transform = target_transform
 
     def __getitem__(self, index: int) -> dict | None:
-        wav = self._load(index, self._generator(index))
-        if wav is None:
+        features = self._features(index)
+        if features is None:
             return None
-        features = self.log_mel(wav)
         tokens = torch.tensor(self.tokenizer.encode(self.entries[index]["text"]), dtype=torch.long)
         if self.transform is not None:
             features = self.transform(features)
         if self.target_transform is not None:
             tokens = self.target_transform(tokens)
         return {"id": self.entries[index]["id"], self.feature_key: features, "tokens": tokens}
+
+    def _features(self, index: int) -> torch.Tensor | None:
+        """Log-mel ``(frames, M)`` of item ``index`` (from the cache when there); ``None`` if unreadable."""
+        cached = self._cache_path(index)
+        if cached is not None and cached.exists():
+            return torch.from_numpy(np.load(cached))
+        wav = self._load(index, self._generator(index))
+        if wav is None:
+            return None
+        features = self.log_mel(wav)
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_name(f"{cached.name}.{os.getpid()}.part")  # workers may race: rename is atomic
+            with open(partial, "wb") as file:
+                np.save(file, features.numpy())
+            os.replace(partial, cached)
+        return features
+
+    def _cache_path(self, index: int) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        entry = self.entries[index]
+        try:
+            stat = os.stat(entry["audio"])
+        except OSError:
+            return None  # unreadable: _load reports it
+        key = json.dumps([os.path.abspath(entry["audio"]), stat.st_size, stat.st_mtime_ns, entry.get("start"),
+                          entry.get("end"), self.features.to_dict()])
+        digest = hashlib.sha1(key.encode()).hexdigest()
+        return self.cache_dir / digest[:2] / f"{digest}.npy"
 
 
 class ASRDataset(_TranscribedDataset):

@@ -50,6 +50,7 @@ class DataSection:
     speed_perturb: list[float] | None = None  # e.g. [0.9, 1.0, 1.1]; training set only
     spec_augment: dict | None = None  # SpecAugment options ({} = defaults); training set only
     feature_stats: bool = True  # compute mean/std over the training set -> model.set_feature_stats
+    feature_cache: str | None = None  # folder keeping computed features of items without speed perturbation
 
     def __post_init__(self):
         _require_positive(self, "data", ["max_frames"])

@@ -143,8 +143,8 @@ def build_datasets(config: TrainConfig, train_entries: list[dict], tokenizer, fe
         except TypeError as error:
             raise ConfigError(f"data.spec_augment: {error}") from None
     train_set = dataset_cls(train_entries, tokenizer, features, transform=transform,
-                            speed_perturb=data.speed_perturb, seed=seed)
-    return train_set, dataset_cls(data.valid, tokenizer, features, seed=seed), collate_fn
+                            speed_perturb=data.speed_perturb, seed=seed, cache_dir=data.feature_cache)
+    return train_set, dataset_cls(data.valid, tokenizer, features, seed=seed, cache_dir=data.feature_cache), collate_fn
 
 
 def model_options(config: TrainConfig, tokenizer, features) -> dict:
