@@ -62,8 +62,8 @@ def test_decoder_causal_mask_blocks_the_future_and_cache_matches_full_pass():
     decoder = TransformerDecoder(2, 16, 2, 32).eval()
     x, memory = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
     memory_mask = key_padding_mask(torch.tensor([7, 3]), 7)
-    full, cache, cross = decoder(x, memory, memory_mask, need_weights=True)
-    assert cache.shape == (2, 2, 5, 16) and cross[0].shape == (2, 2, 5, 7)
+    full, full_cache, cross = decoder(x, memory, memory_mask, need_weights=True)
+    assert full_cache.shape == (2, 2, 5, 32) and cross[0].shape == (2, 2, 5, 7)  # (B, layers, L, keys + values)
     assert cross[-1][1, :, :, 3:].abs().max() == 0
 
     changed = x.clone()
@@ -72,11 +72,12 @@ def test_decoder_causal_mask_blocks_the_future_and_cache_matches_full_pass():
 
     cache, steps = decoder.empty_cache(memory), []
     projected = decoder.project_memory(memory)
-    assert projected.shape == (2, 2, 2, 2, 7, 8)  # (B, layers, key/value, heads, T, D/H)
+    assert projected.shape == (2, 2, 7, 32)  # (B, layers, T, keys + values)
     for i in range(5):
         step, cache, _ = decoder(x[:, i:i + 1], None, memory_mask, cache, projected_memory=projected)
         steps.append(step)
     torch.testing.assert_close(torch.cat(steps, dim=1), full)
+    torch.testing.assert_close(cache, full_cache)  # each step projected only its own position
 
 
 def test_positional_encoding_offsets_and_learned_scale():

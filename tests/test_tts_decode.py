@@ -70,12 +70,18 @@ def test_guards_on_untrained_models(untrained, stop_bias):
     assert result.alignments.shape[:2] == (3, math.ceil(int(result.lengths.max()) / r))
 
 
-def test_batched_synthesis_keeps_order_and_shapes(untrained):
+def test_batched_synthesis_keeps_order_and_shapes(untrained, monkeypatch):
     _, model = untrained
     sentences = ["hello.", "a", "this is a longer sentence, with a comma.", "ok?", "b c d e f g."]
     token_lists = [TOKENIZER.encode(s) for s in sentences]
-    outputs = list(synthesize_sequences(model, token_lists, batch_size=2))
-    assert len(outputs) == len(sentences)
+    batches = []
+    monkeypatch.setattr("speechs2s.decode.tts.synthesize_batch",
+                        lambda model, tokens, *args: batches.append(len(tokens)) or synthesize_batch(model, tokens, *args))
+    outputs = synthesize_sequences(model, token_lists, batch_size=2)
+    first = next(outputs)
+    assert batches == [1]  # the first sentence comes out alone, without waiting for a batch
+    outputs = [first, *outputs]
+    assert batches == [1, 2, 2] and len(outputs) == len(sentences)
     for ids, (mel, alignment) in zip(token_lists, outputs):
         assert mel.shape[1] == 80 and 1 <= mel.shape[0] <= max_frames(len(ids))
         assert alignment.shape == (math.ceil(mel.shape[0] / model.reduction_factor), len(ids))

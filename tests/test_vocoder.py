@@ -41,6 +41,17 @@ def test_griffin_lim_reconstructs_real_speech(speech):
     torch.testing.assert_close(batched[1], wav)
 
 
+@pytest.mark.parametrize("n_fft, win_length, hop", [(1024, 1024, 256), (512, 400, 160), (400, 400, 160)])
+def test_griffin_lim_inverse_stft_matches_torch(n_fft, win_length, hop):
+    features = FeatureConfig(sample_rate=16000, n_fft=n_fft, win_length=win_length, hop_length=hop)
+    vocoder = GriffinLim(features)
+    spectrum = torch.randn(2, n_fft // 2 + 1, 50, dtype=torch.complex64)
+    expected = torch.istft(spectrum, n_fft, hop, win_length, torch.hann_window(win_length))
+    torch.testing.assert_close(vocoder._istft(spectrum, vocoder._envelope(50)), expected)
+    with pytest.raises(ValueError, match="overlapping windows"):
+        GriffinLim(FeatureConfig(n_fft=400, win_length=400, hop_length=400))._envelope(50)
+
+
 def test_hifigan_output_length():
     model = tiny_hifigan()
     mel = torch.randn(20, 80) - 5

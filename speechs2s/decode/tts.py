@@ -101,14 +101,17 @@ def synthesize_batch(model, tokens: torch.Tensor, token_lengths: torch.Tensor,
 
 def synthesize_sequences(model, token_lists: list[list[int]], batch_size: int = 8,
                          config: SynthesisConfig | None = None, device=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Synthesize token sequences in batches of ``batch_size``, in order.
+    """Synthesize token sequences in order: the first one alone, so that a streaming consumer gets
+    its audio without waiting for a whole batch, then the others in batches of ``batch_size``.
 
     Yields one ``(mel (frames, M), alignment (steps, L))`` per sequence; memory stays bounded by
     one batch, so arbitrarily long texts stream through."""
+    if not token_lists:
+        return
     device = device or model.mean.device
     r = model.reduction_factor
-    for start in range(0, len(token_lists), batch_size):
-        chunk = token_lists[start:start + batch_size]
+    chunks = [token_lists[:1]] + [token_lists[i:i + batch_size] for i in range(1, len(token_lists), batch_size)]
+    for chunk in chunks:
         lengths = torch.tensor([len(t) for t in chunk], device=device)
         tokens = torch.zeros(len(chunk), int(lengths.max()), dtype=torch.long, device=device)
         for row, ids in enumerate(chunk):

