@@ -27,8 +27,10 @@ import speechs2s
 from speechs2s.audio import LogMel
 from speechs2s.decode.tts import synthesize_sequences
 
+from common import CORPORA
+
 import_s = time.perf_counter() - began_import
-METADATA = Path("/work/shared/corpora/joe-lj/dev/metadata.csv")
+METADATA = CORPORA / "joe-lj" / "dev" / "metadata.csv"
 
 
 def status_mb(key: str) -> float:

@@ -11,7 +11,7 @@ transcribes every output, and its WER/CER against the sentence measures intellig
   into the length guard of :mod:`speechs2s.decode.tts` (the stop token never fired);
 - RTF: synthesis seconds per second of audio (median over ``--repeats`` passes, after a warm-up);
 - first-audio latency: seconds until the first audio chunk of a sentence is available (Piper
-  and speechs2s yield audio per sentence (speechs2s synthesizes sentences in batches of 8), so on
+  and speechs2s yield audio per sentence (speechs2s synthesizes the first sentence alone, then batches of 8), so on
   one sentence it is the full synthesis time; espeak-ng's is the first samples on its stdout,
   including starting its process, as its CLI users feel it).
 """

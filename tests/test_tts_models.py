@@ -100,6 +100,33 @@ def test_forward_backward_and_step_shapes(make):
     assert alignment[:, 5:].abs().max() == 0 and alignment[1, 4:].abs().max() == 0  # window and padding respected
 
 
+@pytest.mark.parametrize("make", [tiny_tacotron, tiny_transformer])
+def test_scheduled_sampling_feeds_the_models_own_previous_frames(make, monkeypatch):
+    torch.manual_seed(0)
+    model = make(20, scheduled_sampling=1.0)
+    calls = []  # (previous fed, frames predicted) of every teacher-forced pass
+    teacher_forcing = model.teacher_forcing
+
+    def recording(tokens, token_lengths, previous):
+        outputs = teacher_forcing(tokens, token_lengths, previous)
+        calls.append((previous.detach(), outputs[0].detach()))
+        return outputs
+
+    monkeypatch.setattr(model, "teacher_forcing", recording)
+    out = model(random_batch())
+    out["loss"].backward()
+    (real, predicted), (fed, _) = calls
+    assert real[:, 0].abs().max() == 0 and fed[:, 0].abs().max() == 0  # both start from the "go" frame
+    assert torch.equal(fed[:, 1:], predicted[:, 3::4][:, :fed.size(1) - 1])  # then p = 1: always its own last frame
+    assert not torch.equal(fed, real) and torch.isfinite(out["loss"])
+    model.eval()  # inference never mixes: one pass
+    calls.clear()
+    model(random_batch())
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match="scheduled_sampling"):
+        make(20, scheduled_sampling=1.5)
+
+
 def test_registry_builds_both_and_rejects_bad_options():
     from speechs2s.errors import ConfigError
 

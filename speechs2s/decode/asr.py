@@ -210,7 +210,7 @@ def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: Dec
     weight = config.ctc_weight
     limit = max_lengths(enc_lengths, config.max_len_ratio).tolist()
     rows = torch.arange(B, device=device).repeat_interleave(K)  # (N,) utterance of each hypothesis
-    state = model.init_decoder_state(enc[rows], enc_lengths[rows])
+    state = model.reorder_state(model.init_decoder_state(enc, enc_lengths), rows)  # memory projected once per utterance
     ctc = CTCPrefixScorer(model.ctc_log_probs(enc)[rows], enc_lengths[rows], eos_id, blank_id) if weight > 0 else None
     scores = torch.full((B, K), NEG_INF, device=device)
     scores[:, 0] = 0.0  # only one live hypothesis (the empty one) at the start

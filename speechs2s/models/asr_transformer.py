@@ -84,8 +84,8 @@ class TransformerASR(ASRModel):
         return self.output(x)
 
     def init_decoder_state(self, enc, enc_lengths) -> dict:
-        """State: the encoder output projected for every cross-attention ``(B, layers, 2, H, T', D/H)``,
-        its lengths and the decoder's cache of past positions ``(B, layers, l, D)``."""
+        """State: the encoder output projected for every cross-attention ``(B, layers, T', 2 * D)``,
+        its lengths and the decoder's cache of past keys and values ``(B, layers, l, 2 * D)``."""
         return {"memory": self.decoder.project_memory(enc), "enc_lengths": enc_lengths,
                 "cache": self.decoder.empty_cache(enc)}
 

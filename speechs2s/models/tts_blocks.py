@@ -30,6 +30,14 @@ def check_config(config) -> None:
         raise ValueError(f"mel_loss must be one of {', '.join(MEL_LOSSES)}, got {config.mel_loss!r}")
     if config.reduction_factor < 1:
         raise ValueError(f"reduction_factor must be >= 1, got {config.reduction_factor}")
+    if not 0.0 <= config.scheduled_sampling <= 1.0:
+        raise ValueError(f"scheduled_sampling must be in [0, 1], got {config.scheduled_sampling}")
+
+
+def _previous_frames(mels: torch.Tensor, r: int) -> torch.Tensor:
+    """Decoder inputs ``(B, S, M)`` for frames ``(B, S * r, M)``: a zero "go" frame, then the last
+    frame of each group of ``r``."""
+    return F.pad(mels[:, r - 1::r][:, :-1], (0, 0, 1, 0))
 
 
 class Prenet(nn.Module):
@@ -75,7 +83,8 @@ class ConvStack(nn.Module):
 
 class AcousticModel(FeatureNormalization, nn.Module):
     """Base of the text-to-mel models. The config must provide ``n_mels``, ``reduction_factor``,
-    ``postnet_*``, ``mel_loss``, ``stop_pos_weight`` and ``guided_sigma / guided_weight / guided_half_life``."""
+    ``postnet_*``, ``mel_loss``, ``stop_pos_weight``, ``scheduled_sampling`` and
+    ``guided_sigma / guided_weight / guided_half_life``."""
 
     def __init__(self, config):
         super().__init__()
@@ -111,12 +120,23 @@ class AcousticModel(FeatureNormalization, nn.Module):
         return self.config.guided_weight * decay
 
     def _teacher_forced(self, batch: dict):
-        """Normalised targets, padded to whole decoder steps, and the model's teacher-forced outputs."""
+        """Normalised targets, padded to whole decoder steps, and the model's teacher-forced outputs.
+
+        With ``config.scheduled_sampling = p`` (training only), a first pass without gradients
+        predicts every frame, and each decoder step is then fed, with probability ``p``, that
+        prediction of its previous frame instead of the real one: the model learns to continue from
+        its own output, as it must at synthesis (exposure bias)."""
         r = self.reduction_factor
         mels = self.normalize(batch["mels"])
         mels = F.pad(mels, (0, 0, 0, -mels.size(1) % r))
-        previous = F.pad(mels[:, r - 1::r][:, :-1], (0, 0, 1, 0))  # zero "go" frame, then each group's last frame
+        previous = _previous_frames(mels, r)
         step_lengths = (batch["mel_lengths"] + r - 1) // r
+        p = self.config.scheduled_sampling if self.training else 0.0
+        if p > 0:
+            with torch.no_grad():
+                predicted = self.teacher_forcing(batch["tokens"], batch["token_lengths"], previous)[0]
+            own = torch.rand(previous.shape[:2], device=previous.device) < p  # (B, S)
+            previous = torch.where(own[..., None], _previous_frames(predicted, r), previous)
         outputs = self.teacher_forcing(batch["tokens"], batch["token_lengths"], previous)
         return mels, step_lengths, outputs
 

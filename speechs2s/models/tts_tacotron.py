@@ -40,6 +40,7 @@ class Tacotron2Config:
     decoder_dropout: float = 0.1  # on the LSTM outputs
     mel_loss: str = "l1+l2"
     stop_pos_weight: float = 10.0
+    scheduled_sampling: float = 0.0  # training: share of decoder steps fed the model's own previous frame
     guided_sigma: float = 0.2  # width g of the allowed band around the diagonal (Tachibana et al.)
     guided_weight: float = 1.0
     guided_half_life: int = 0  # training batches; 0 keeps the weight constant

@@ -1,0 +1,68 @@
+"""Where a TTS model loses intelligibility: vocoder, acoustic model, or running on its own outputs.
+
+    benchmarks/.venv-peers/bin/python benchmarks/tts_where_lost.py [--tts-model default] [--count 12]
+
+On ``--count`` joe-lj dev sentences (spread over the split), Whisper tiny.en (the judge of
+tts_intelligibility_speed.py) transcribes three renderings, all vocoded by Griffin-Lim:
+
+- ``real mel``: the recordings' own log-mels (the vocoder's ceiling);
+- ``teacher-forced``: the model's mels (after the postnet) when each decoder step is fed the real
+  previous frame, as in training (what the acoustic model has learned);
+- ``free-running``: ``synthesize_sequences``, fed its own previous frames, with the inference
+  guards (what users hear).
+
+A large gap between the last two is exposure bias: the model has learned the sounds but drifts on
+its own predictions. Prints WER/CER (%) per rendering and the first sentences side by side.
+"""
+import argparse
+
+import numpy as np
+import torch
+import torchaudio.functional as AF
+
+import common
+from speechs2s.checkpoint import load_checkpoint
+from speechs2s.data.collate import collate_tts
+from speechs2s.data.datasets import TTSDataset
+from speechs2s.decode.tts import synthesize_sequences
+from speechs2s.models.vocoder import GriffinLim
+
+
+def main():
+    cli = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_argument("--tts-model", default="default", help="speechs2s checkpoint (dir or bundled name)")
+    cli.add_argument("--count", type=int, default=12, help="joe-lj dev sentences")
+    cli.add_argument("--seed", type=int, default=0, help="seed of the prenet dropout in free-running synthesis")
+    args = cli.parse_args()
+    torch.set_num_threads(1)
+
+    model, tokenizer, _ = load_checkpoint(args.tts_model, task="tts")
+    entries = common.joe_lj_dev().entries
+    entries = [entries[i * len(entries) // args.count] for i in range(args.count)]
+    batch = collate_tts([TTSDataset(entries, tokenizer)[i] for i in range(len(entries))])
+    texts = [entry["text"] for entry in entries]
+    judge, vocoder = common.whisper_tiny_en("float32", 1), GriffinLim()
+
+    def transcribe(mels):
+        return [judge(AF.resample(vocoder.generate(mel), vocoder.sample_rate, 16000).numpy().astype(np.float32))
+                for mel in mels]
+
+    with torch.no_grad():
+        lengths = batch["mel_lengths"].tolist()
+        _, _, (before, _, _) = model._teacher_forced(batch)
+        teacher_forced = model.denormalize(model.refine(before, batch["mel_lengths"]))
+        torch.manual_seed(args.seed)
+        free = [mel for mel, _ in synthesize_sequences(model, [tokenizer.encode(text) for text in texts])]
+        renderings = {"real mel": [m[:n] for m, n in zip(batch["mels"], lengths)],
+                      "teacher-forced": [m[:n] for m, n in zip(teacher_forced, lengths)],
+                      "free-running": free}
+        heard = {name: transcribe(mels) for name, mels in renderings.items()}
+    for name, hyps in heard.items():
+        scores = common.score(texts, hyps)
+        print(f"{name:15s} WER {scores['wer']:5.1f}%  CER {scores['cer']:5.1f}%")
+    for i, text in enumerate(texts[:3]):
+        print(f"\nREF  {text}" + "".join(f"\n{name[:4].upper():4s} {hyps[i]}" for name, hyps in heard.items()))
+
+
+if __name__ == "__main__":
+    main()
