@@ -98,6 +98,9 @@ def test_conv2d_subsampling_lengths_match_output_frames():
         assert out.shape == (2, int(lengths[0]), 32)
         assert int(lengths[1]) == 1
         assert int(lengths[0]) == ((frames - 1) // 2 - 1) // 2
+    for frames in (1, 3, 6):  # a batch of clips under ~70 ms: padded to the receptive field, one frame out
+        out, lengths = subsampling(torch.randn(2, frames, 80), torch.tensor([frames, 1]))
+        assert out.shape == (2, 1, 32) and lengths.tolist() == [1, 1] and torch.isfinite(out).all()
 
 
 def test_location_sensitive_attention_normalises_over_valid_frames():

@@ -1,5 +1,6 @@
 """Convolutional time subsampling of feature sequences (Transformer / Conformer front-ends)."""
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -30,7 +31,9 @@ class Conv2dSubsampling(nn.Module):
         return lengths.clamp(min=1)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor):
-        """``x (B, T, M)``, ``lengths (B,)`` -> ``(B, T', D)``, ``lengths (B,)``.
-        The padded input needs at least ``2**(n_layers + 1) - 1`` frames (7 for ×4)."""
+        """``x (B, T, M)``, ``lengths (B,)`` -> ``(B, T', D)``, ``lengths (B,)``. A batch shorter than
+        the receptive field, ``2**(n_layers + 1) - 1`` frames (7 for ×4, i.e. clips under ~70 ms), is
+        zero-padded to it, giving one output frame."""
+        x = F.pad(x, (0, 0, 0, max(0, 2 ** (self.n_layers + 1) - 1 - x.size(1))))
         x = self.convs(x[:, None])  # (B, C, T', F')
         return self.proj(x.transpose(1, 2).flatten(2)), self.output_lengths(lengths)
