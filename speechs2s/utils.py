@@ -7,11 +7,18 @@ def select_device(name: str | None = None) -> torch.device:
     """``name`` ("cpu", "cuda", "cuda:1", ...) or, when None, CUDA if available else CPU."""
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        from speechs2s.errors import SpeechS2SError
+    from speechs2s.errors import SpeechS2SError
 
-        raise SpeechS2SError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SpeechS2SError(f"device {name!r}: expected cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SpeechS2SError(f"device {name!r} requested but CUDA is not available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SpeechS2SError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def to_numpy(array) -> np.ndarray:

@@ -551,6 +551,13 @@ def test_cli_refuses_pickle_and_damaged_checkpoints(asr_checkpoint, audio_files,
     assert_one_error_line(cli("speak", "hello", "-o", tmp_path / "x.wav", "--model", asr_checkpoint), "asr")
 
 
+def test_cli_bad_device_is_one_line(asr_checkpoint, audio_files, tmp_path):
+    wav = audio_files["8 kHz"][0]
+    assert_one_error_line(cli("transcribe", wav, "--model", asr_checkpoint, "--device", "gpu0"), "gpu0", "cuda:N")
+    assert_one_error_line(cli("transcribe", wav, "--model", asr_checkpoint, "--device", "cuda:99"), "cuda:99")
+    assert_one_error_line(cli("speak", "hi", "-o", tmp_path / "x.wav", "--device", "cuda:99"), "cuda:99")
+
+
 def test_cli_download_refuses_archive_escapes(tmp_path):
     import io
     import tarfile
