@@ -162,6 +162,21 @@ def test_beam_scores_at_least_as_well_as_greedy(kind, ctc_weight):
                 assert len(best.tokens) <= int(enc_lengths[b])  # max_len_ratio 1.0 guard
 
 
+@pytest.mark.parametrize("kind", MODELS)
+def test_batched_beam_search_equals_one_utterance_at_a_time(kind):
+    """Utterances that finish early leave the batch; the others' search is unchanged by them."""
+    model = tiny_model(kind, seed=3)
+    features, lengths = _batch((52, 9, 30, 14), seed=4)
+    config = DecodeConfig(beam_size=3, ctc_weight=0.3, max_len_ratio=1.0)
+    with torch.no_grad():
+        enc, enc_lengths = model.encode(features, lengths)
+        batched = beam_search(model, enc, enc_lengths, config, EOS)
+        for b in range(len(lengths)):
+            one = beam_search(model, *model.encode(features[b:b + 1, :lengths[b]], lengths[b:b + 1]), config, EOS)[0]
+            assert [h.tokens for h in batched[b]] == [h.tokens for h in one]
+            assert [h.score for h in batched[b]] == pytest.approx([h.score for h in one], abs=1e-4)
+
+
 def test_beam_search_respects_max_length_and_returns_ranked_hypotheses():
     model = tiny_model("lstm", seed=1)
     features, lengths = _batch((12, 9))

@@ -170,7 +170,10 @@ class CTCPrefixScorer:
         return psi.masked_fill(candidates == self.blank_id, NEG_INF)
 
     def advance(self, rows: torch.Tensor, tokens: torch.Tensor, scores: torch.Tensor) -> None:
-        """Move to the prefixes ``g[rows] + tokens`` (both ``(N,)``), whose ``psi`` is ``scores``."""
+        """Move to the prefixes ``g[rows] + tokens`` (both ``(N',)``), whose ``psi`` is ``scores``;
+        ``N' < N`` when finished utterances leave the batch."""
+        if len(rows) != self.x.shape[1]:  # rows of an utterance share x: it only changes when some leave
+            self.x = self.x[:, rows]
         self.r, self.start, self.last = self.r[:, rows], self.start[rows], self.last[rows]
         x_c = self.x.gather(2, tokens[None, :, None].expand(self.x.shape[0], -1, 1))[..., 0]  # (T, N)
         phi = self._phi(tokens[:, None])[..., 0]
@@ -217,17 +220,18 @@ def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: Dec
     prefixes = [[] for _ in range(B * K)]
     prev = torch.full((B * K,), eos_id, dtype=torch.long, device=device)
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    active = [True] * B
+    searching = list(range(B))  # utterances still searched, in row order (K rows each); done ones leave the batch
     pre_beam = int(1.5 * K) + 1 if ctc else K + 1  # attention candidates per hypothesis and step
 
     for step in range(max(limit) + 1):
+        n = len(searching)
         log_probs, state = model.decode_step(prev, state)
         log_probs = log_probs.float()
         log_probs[:, blank_id] = NEG_INF
-        at_limit = torch.tensor([step >= n for n in limit], device=device).repeat_interleave(K)
+        at_limit = torch.tensor([step >= limit[b] for b in searching], device=device).repeat_interleave(K)
         only_eos = torch.arange(log_probs.shape[-1], device=device) == eos_id
         log_probs[at_limit] = torch.where(only_eos, log_probs[at_limit], NEG_INF)  # must end now
-        att, candidates = log_probs.topk(min(pre_beam, log_probs.shape[-1]), -1)  # (N, C)
+        att, candidates = log_probs.topk(min(pre_beam, log_probs.shape[-1]), -1)  # (n K, C)
         joint = att
         if ctc is not None:
             psi = ctc.prefix_scores(candidates)
@@ -235,28 +239,27 @@ def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: Dec
             gain = torch.where(impossible, NEG_INF, psi - ctc.score[:, None])
             joint = (1 - weight) * att + weight * gain
         C = candidates.shape[1]
-        total = (scores.reshape(-1, 1) + joint).reshape(B, K * C)
-        total[~torch.tensor(active, device=device)] = NEG_INF
-        is_eos = candidates.reshape(B, K * C) == eos_id
+        total = (scores.reshape(-1, 1) + joint).reshape(n, K * C)
+        is_eos = candidates.reshape(n, K * C) == eos_id
 
         # finalise hypotheses that end among the K best candidates of their utterance
         top_scores, top = total.topk(K, -1)
-        for b, k in (is_eos.gather(1, top) & (top_scores > NEG_INF)).nonzero().tolist():
-            parent = b * K + int(top[b, k]) // C
-            finished[b].append(Hypothesis(prefixes[parent], float(top_scores[b, k])))
-        for b in range(B):
-            if active[b] and (len(finished[b]) >= K or step >= limit[b]):
-                active[b] = False
-        if not any(active):
+        for i, k in (is_eos.gather(1, top) & (top_scores > NEG_INF)).nonzero().tolist():
+            parent = i * K + int(top[i, k]) // C
+            finished[searching[i]].append(Hypothesis(prefixes[parent], float(top_scores[i, k])))
+        keep = [i for i, b in enumerate(searching) if len(finished[b]) < K and step < limit[b]]
+        if not keep:
             break
 
-        # keep the K best non-eos continuations alive
-        scores, best = total.masked_fill(is_eos, NEG_INF).topk(K, -1)  # (B, K)
-        parents = (torch.arange(B, device=device)[:, None] * K + best // C).reshape(-1)
-        tokens = candidates.reshape(B, K * C).gather(1, best).reshape(-1)
+        # keep the K best non-eos continuations of the utterances still searched
+        searching = [searching[i] for i in keep]
+        kept = torch.tensor(keep, device=device)
+        scores, best = total[kept].masked_fill(is_eos[kept], NEG_INF).topk(K, -1)  # (n', K)
+        parents = (kept[:, None] * K + best // C).reshape(-1)
+        tokens = candidates.reshape(n, K * C)[kept].gather(1, best).reshape(-1)
         state = model.reorder_state(state, parents)
         if ctc is not None:
-            ctc.advance(parents, tokens, psi.reshape(B, K * C).gather(1, best).reshape(-1))
+            ctc.advance(parents, tokens, psi.reshape(n, K * C)[kept].gather(1, best).reshape(-1))
         prefixes = [prefixes[p] + [t] for p, t in zip(parents.tolist(), tokens.tolist())]
         prev = tokens
 
