@@ -219,6 +219,35 @@ def evaluate(manifest, model_name, beam, ctc_weight, device, threads, report):
 
 
 @main.command()
+@click.argument("manifest", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--model", "model_name", default="default", show_default=True,
+              help="Trained attention TTS (Transformer-TTS or Tacotron2): checkpoint folder, training output folder or bundled name.")
+@click.option("--feature-cache", type=click.Path(file_okay=False, path_type=str),
+              help="Folder of cached mels (a training run's data.feature_cache) to read and fill.")
+@click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch.")
+def durations(manifest, out, model_name, feature_cache, device, threads):
+    """Copy MANIFEST to OUT with the mel frames per token of every entry (FastSpeech's targets).
+
+    The durations are read off the teacher-forced alignment of a trained attention model and fit
+    its tokenizer and features: train FastSpeech with that model as trainer.init_from.
+
+    \b
+    Example:
+      speechs2s durations data/joe_train.jsonl data/joe_train_durations.jsonl --model exp/ljspeech_tts/final
+    """
+    import torch
+
+    from speechs2s.tts import write_durations
+
+    if threads:
+        torch.set_num_threads(threads)
+    written, skipped = write_durations(manifest, out, model_name, device, feature_cache)
+    click.echo(f"wrote {written} entries with durations to {out}" + (f" ({skipped} skipped, see the log)" if skipped else ""))
+
+
+@main.command()
 @click.argument("text", required=False)
 @click.option("--file", "text_file", type=click.Path(dir_okay=False, path_type=str), help="Read the text from this UTF-8 file.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str),

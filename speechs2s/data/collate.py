@@ -7,6 +7,8 @@ which the trainer skips.
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from speechs2s.errors import ManifestError
+
 
 def collate_asr(items: list[dict | None]) -> dict | None:
     """``{"ids": list[str], "features": (B, T, M), "feature_lengths": (B,), "tokens": (B, L),
@@ -27,13 +29,14 @@ def collate_asr(items: list[dict | None]) -> dict | None:
 
 
 def collate_tts(items: list[dict | None]) -> dict | None:
-    """``{"ids", "tokens": (B, L), "token_lengths": (B,), "mels": (B, T, M), "mel_lengths": (B,), "skipped"}``."""
+    """``{"ids", "tokens": (B, L), "token_lengths": (B,), "mels": (B, T, M), "mel_lengths": (B,), "skipped"}``,
+    plus ``"durations": (B, L)`` when the items have them (all or none: a mixed manifest is an error)."""
     kept = [item for item in items if item is not None]
     if not kept:
         return None
     tokens, token_lengths = _pad([item["tokens"] for item in kept])
     mels, mel_lengths = _pad([item["mel"] for item in kept])
-    return {
+    batch = {
         "ids": [item["id"] for item in kept],
         "tokens": tokens,
         "token_lengths": token_lengths,
@@ -41,6 +44,13 @@ def collate_tts(items: list[dict | None]) -> dict | None:
         "mel_lengths": mel_lengths,
         "skipped": len(items) - len(kept),
     }
+    with_durations = sum("durations" in item for item in kept)
+    if with_durations == len(kept):
+        batch["durations"] = _pad([item["durations"] for item in kept])[0]
+    elif with_durations:
+        missing = next(item["id"] for item in kept if "durations" not in item)
+        raise ManifestError(f"{missing!r} has no durations while others in its batch have them")
+    return batch
 
 
 def collate_vocoder(items: list[dict | None]) -> dict | None:

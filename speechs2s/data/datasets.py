@@ -159,16 +159,29 @@ class ASRDataset(_TranscribedDataset):
 
 class TTSDataset(_TranscribedDataset):
     """TTS items ``{"id", "tokens": (L,), "mel": (frames, M)}``; features default to ``TTS_FEATURES``.
-    An entry whose text has no tokens (e.g. only non-Latin script) is logged and its item is ``None``."""
+    An entry whose text has no tokens (e.g. only non-Latin script) is logged and its item is ``None``.
+
+    An entry with ``durations`` (mel frames per token, written by ``speechs2s durations``; FastSpeech
+    trains on them) adds ``"durations": LongTensor (L,)``; durations that no longer fit the item
+    (another tokenizer or feature config) are logged and the item is ``None``."""
 
     feature_key = "mel"
     default_features = TTS_FEATURES
 
     def __getitem__(self, index: int) -> dict | None:
         item = super().__getitem__(index)
+        entry = self.entries[index]
         if item is not None and len(item["tokens"]) == 0:  # nothing to attend to: the loss would be NaN
-            log.warning("skipping %r: its text %r has nothing to speak", item["id"], self.entries[index]["text"])
+            log.warning("skipping %r: its text %r has nothing to speak", item["id"], entry["text"])
             return None
+        if item is not None and "durations" in entry:
+            durations = torch.tensor(entry["durations"], dtype=torch.long)
+            if len(durations) != len(item["tokens"]) or int(durations.sum()) != len(item["mel"]):
+                log.warning("skipping %r: its %d durations (%d frames) do not fit its %d tokens and %d frames; "
+                            "write them again with this tokenizer and feature config", item["id"], len(durations),
+                            int(durations.sum()), len(item["tokens"]), len(item["mel"]))
+                return None
+            item["durations"] = durations
         return item
 
 

@@ -1,8 +1,10 @@
-"""TTS inference: the autoregressive mel loop shared by every acoustic model, and sentence splitting.
+"""TTS inference: the autoregressive mel loop shared by the attention models, and sentence splitting.
 
 Works on any model with the synthesis step protocol (``start`` / ``step`` / ``refine`` /
-``denormalize``, see :mod:`speechs2s.models.tts_blocks` and docs/design.md). Guards that hold even
-for an untrained model, so synthesis always terminates with a length bounded by the text:
+``denormalize``, see :mod:`speechs2s.models.tts_blocks` and docs/design.md); a non-autoregressive
+model (FastSpeech) has ``generate`` instead and is run in one pass. Guards of the autoregressive
+loop that hold even for an untrained model, so synthesis always terminates with a length bounded
+by the text:
 
 - the alignment *position* (per item, a token index) comes from the step's attention and may only
   move forward, by at most ``max_advance`` tokens per step; attention is restricted to the keys
@@ -34,6 +36,7 @@ class SynthesisConfig:
     max_advance: int = 2  # tokens the position may move forward per decoder step
     stall_frames: int = 40  # frames without progress before the position is pushed one token
     end_frames: int = 40  # frames on the last token before the item ends without a stop token
+    duration_scale: float = 1.0  # non-autoregressive models: > 1 speaks slower
 
 
 @dataclass
@@ -54,6 +57,8 @@ def synthesize_batch(model, tokens: torch.Tensor, token_lengths: torch.Tensor,
     config = config or SynthesisConfig()
     if int(token_lengths.min()) < 1:
         raise ValueError("synthesize_batch: every sequence needs at least one token")
+    if hasattr(model, "generate"):  # non-autoregressive: one pass, the length comes from the durations
+        return Synthesis(*model.generate(tokens, token_lengths, config.duration_scale))
     B, L = tokens.shape
     r, device = model.reduction_factor, tokens.device
     stall_steps, end_steps = math.ceil(config.stall_frames / r), math.ceil(config.end_frames / r)

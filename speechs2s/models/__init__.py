@@ -11,6 +11,7 @@ MODELS = {
     "lstm_asr": ("speechs2s.models.asr_lstm", "LSTMASR", "LSTMASRConfig"),
     "transformer_tts": ("speechs2s.models.tts_transformer", "TransformerTTS", "TransformerTTSConfig"),
     "tacotron2": ("speechs2s.models.tts_tacotron", "Tacotron2", "Tacotron2Config"),
+    "fastspeech": ("speechs2s.models.tts_fastspeech", "FastSpeech", "FastSpeechConfig"),
     "hifigan": ("speechs2s.models.vocoder", "HiFiGAN", "HiFiGANConfig"),
 }
 

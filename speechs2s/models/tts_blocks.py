@@ -1,9 +1,12 @@
-"""Parts shared by the text-to-mel models (:mod:`.tts_transformer`, :mod:`.tts_tacotron`).
+"""Parts shared by the text-to-mel models (:mod:`.tts_transformer`, :mod:`.tts_tacotron`, :mod:`.tts_fastspeech`).
 
-:class:`AcousticModel` holds what both models do the same way: feature normalisation, the
-reduction factor (one decoder step emits ``r`` frames), the training loss (mel L1+L2 before and
-after the postnet, stop-token BCE, guided attention) and the validation figures. A subclass
-provides the teacher-forced pass and the synthesis step protocol used by :mod:`speechs2s.decode.tts`::
+:class:`AcousticModel` holds what every model does the same way: feature normalisation, the
+reduction factor (one decoder step emits ``r`` frames) and the postnet.
+:class:`AttentionAcousticModel` adds what the two autoregressive attention models share: the
+training loss (mel L1+L2 before and after the postnet, stop-token BCE, guided attention),
+scheduled sampling, the validation figures and the token durations read off the alignment
+(:meth:`~AttentionAcousticModel.token_durations`, the targets of FastSpeech). A subclass provides
+the teacher-forced pass and the synthesis step protocol used by :mod:`speechs2s.decode.tts`::
 
     state = model.start(tokens (B, L), token_lengths (B,))               # encode the text once
     frames, stop_logits, alignment, state = model.step(state, previous (B, M), allowed (B, L))
@@ -30,7 +33,7 @@ def check_config(config) -> None:
         raise ValueError(f"mel_loss must be one of {', '.join(MEL_LOSSES)}, got {config.mel_loss!r}")
     if config.reduction_factor < 1:
         raise ValueError(f"reduction_factor must be >= 1, got {config.reduction_factor}")
-    if not 0.0 <= config.scheduled_sampling <= 1.0:
+    if not 0.0 <= getattr(config, "scheduled_sampling", 0.0) <= 1.0:
         raise ValueError(f"scheduled_sampling must be in [0, 1], got {config.scheduled_sampling}")
 
 
@@ -82,9 +85,8 @@ class ConvStack(nn.Module):
 
 
 class AcousticModel(FeatureNormalization, nn.Module):
-    """Base of the text-to-mel models. The config must provide ``n_mels``, ``reduction_factor``,
-    ``postnet_*``, ``mel_loss``, ``stop_pos_weight``, ``scheduled_sampling`` and
-    ``guided_sigma / guided_weight / guided_half_life``."""
+    """Base of the text-to-mel models: feature normalisation, the reduction factor and the postnet.
+    The config must provide ``n_mels``, ``reduction_factor`` and ``postnet_*``."""
 
     def __init__(self, config):
         super().__init__()
@@ -95,9 +97,6 @@ class AcousticModel(FeatureNormalization, nn.Module):
         self.postnet = ConvStack(config.n_mels, config.postnet_channels, config.n_mels, config.postnet_layers,
                                  config.postnet_kernel_size, activation="tanh", linear_last=True)
         self.register_feature_stats(config.n_mels)
-        self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))  # drives the guided-loss decay
-
-    # -- features ------------------------------------------------------------------------------
 
     def denormalize(self, mel: torch.Tensor) -> torch.Tensor:
         return mel * self.std + self.mean
@@ -105,6 +104,15 @@ class AcousticModel(FeatureNormalization, nn.Module):
     def refine(self, mels: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Add the postnet residual to normalised mels ``(B, T, M)``."""
         return mels + self.postnet(mels, lengths)
+
+
+class AttentionAcousticModel(AcousticModel):
+    """Base of the autoregressive attention models. The config must also provide ``mel_loss``,
+    ``stop_pos_weight``, ``scheduled_sampling`` and ``guided_sigma / guided_weight / guided_half_life``."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))  # drives the guided-loss decay
 
     # -- training ------------------------------------------------------------------------------
 
@@ -154,6 +162,19 @@ class AcousticModel(FeatureNormalization, nn.Module):
         if self.training:
             self.batches_seen += 1
         return dict(loss=mel + stop + weight * guided, mel=mel.detach(), stop=stop.detach(), guided=guided.detach())
+
+    @torch.no_grad()
+    def token_durations(self, batch: dict) -> torch.Tensor:
+        """Mel frames per token ``(B, L)`` (0 on padding) read off the teacher-forced alignment of the
+        guided heads: a token's share is the attention it gets, summed over the decoder steps (``r``
+        frames each), so a blurred or hesitant alignment still spreads the time over the right
+        neighbourhood. Rounded on the running sum; an item's frames add up to its ``mel_lengths``.
+        Call in eval mode."""
+        _, step_lengths, (_, _, attention) = self._teacher_forced(batch)
+        alignment = attention.float().mean(1) * sequence_mask(step_lengths, attention.size(2))[..., None]  # (B, S, L)
+        shares = alignment.sum(1) / alignment.sum((1, 2))[:, None]  # (B, L), adds up to 1
+        ends = (shares.double().cumsum(-1) * batch["mel_lengths"][:, None]).round().long()
+        return torch.diff(ends, dim=-1, prepend=ends.new_zeros(ends.size(0), 1))
 
     @torch.no_grad()
     def validation_extras(self, batch: dict):

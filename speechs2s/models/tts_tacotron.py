@@ -4,7 +4,7 @@ Text: embedding -> 3 conv layers -> BiLSTM. Each decoder step: prenet(previous f
 attention LSTM -> location-sensitive attention, made monotonic by forward attention with a
 transition agent -> decoder LSTM -> ``r`` mel frames and ``r`` stop logits. A conv postnet refines
 the whole spectrogram. Training, the loss and synthesis are shared with TransformerTTS
-(:class:`~speechs2s.models.tts_blocks.AcousticModel`, :mod:`speechs2s.decode.tts`).
+(:class:`~speechs2s.models.tts_blocks.AttentionAcousticModel`, :mod:`speechs2s.decode.tts`).
 """
 from dataclasses import dataclass
 
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from speechs2s.models.tts_blocks import AcousticModel, ConvStack, Prenet, check_config
+from speechs2s.models.tts_blocks import AttentionAcousticModel, ConvStack, Prenet, check_config
 from speechs2s.nn.attention import LocationSensitiveAttention
 from speechs2s.nn.masks import sequence_mask
 
@@ -65,7 +65,7 @@ class DecoderState:
     transition: torch.Tensor  # (B, 1) probability of moving one token forward
 
 
-class Tacotron2(AcousticModel):
+class Tacotron2(AttentionAcousticModel):
     def __init__(self, config: Tacotron2Config):
         super().__init__(config)
         c = config

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from speechs2s.models.tts_blocks import AcousticModel, ConvStack, Prenet, check_config
+from speechs2s.models.tts_blocks import AttentionAcousticModel, ConvStack, Prenet, check_config
 from speechs2s.nn.masks import key_padding_mask, sequence_mask
 from speechs2s.nn.transformer import PositionalEncoding, TransformerDecoder, TransformerEncoder
 
@@ -57,7 +57,7 @@ class TransformerTTSConfig:
                 raise ValueError(f"guided_heads: {pair} is not a [decoder_layer, head] pair of this model")
 
 
-class TransformerTTS(AcousticModel):
+class TransformerTTS(AttentionAcousticModel):
     def __init__(self, config: TransformerTTSConfig):
         super().__init__(config)
         c = config

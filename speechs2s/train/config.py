@@ -88,7 +88,7 @@ class TrainerSection:
     seed: int = 0
     out_dir: str = "exp/run"
     device: str | None = None  # default: cuda if available else cpu (under torchrun: cuda:LOCAL_RANK)
-    init_from: str | None = None  # checkpoint folder whose weights (and tokenizer) start a new run
+    init_from: str | None = None  # checkpoint folder whose weights (and tokenizer) start a new run; of another model: the tensors of equal name and shape
 
     def __post_init__(self):
         _require_positive(self, "trainer", ["max_steps", "valid_every", "ckpt_every", "log_every", "average_last"])

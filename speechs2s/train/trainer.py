@@ -66,7 +66,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         train_entries = read_manifest(config.data.train, check_files=True)
         if not train_entries:
             raise ConfigError(f"data.train: {config.data.train} has no entries")
-        read_manifest(config.data.valid, check_files=True)  # its errors too come before anything is written
+        valid_entries = read_manifest(config.data.valid, check_files=True)  # its errors too come before anything is written
+        check_entry_keys(config, {config.data.train: train_entries, config.data.valid: valid_entries})
         tokenizer = prepare_tokenizer(config, train_entries, rank, resume)
         train_set, valid_set, collate = build_datasets(config, train_entries, tokenizer, features)
         options = model_options(config, tokenizer, features)
@@ -76,11 +77,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
 
         model = build_model(config.model.name, options)
         if config.trainer.init_from and not resume:  # fine-tuning: weights and feature stats come along
-            try:
-                model.load_state_dict(read_weights(config.trainer.init_from))
-            except RuntimeError as error:  # another architecture or size
-                raise ConfigError(f"trainer.init_from: {config.trainer.init_from} does not fit this model "
-                                  f"({' '.join(str(error).split())[:200]})") from None
+            load_initial_weights(model, config.trainer.init_from, config.model.name, rank)
         elif config.data.feature_stats and not resume and rank == 0:  # DDP copies rank 0's buffers
             set_feature_stats(model, config, train_entries, features)
         checkpoint_config = {"task": config.task, "model": {"name": config.model.name, **model_config},
@@ -101,6 +98,43 @@ def task_features(config: TrainConfig):
 
     defaults = ASR_FEATURES if config.task == "asr" else TTS_FEATURES
     return FeatureConfig.from_dict({**defaults.to_dict(), **config.data.features})
+
+
+def check_entry_keys(config: TrainConfig, manifests: dict[str, list[dict]]) -> None:
+    """Every entry must have the keys the model trains on beyond audio and text (its class's
+    ``entry_keys``, e.g. FastSpeech's ``durations``)."""
+    from speechs2s.models import model_classes
+
+    for key in getattr(model_classes(config.model.name)[0], "entry_keys", ()):
+        for path, entries in manifests.items():
+            missing = [entry["id"] for entry in entries if key not in entry]
+            if missing:
+                raise ConfigError(f"{path}: {len(missing)} entries have no {key!r} (first: {missing[0]!r}), which "
+                                  f"{config.model.name} trains on; write them with 'speechs2s {key}'")
+
+
+def load_initial_weights(model, directory: str, name: str, rank: int = 0) -> None:
+    """``trainer.init_from``: all weights of a checkpoint of the same model (``name``); from another
+    model (e.g. a Transformer-TTS starting a FastSpeech), the tensors with the same name and shape,
+    counted in the log."""
+    from speechs2s.checkpoint import read_config
+
+    weights = read_weights(directory)
+    if read_config(Path(directory))["model"]["name"] != name:
+        state = model.state_dict()
+        weights = {key: value for key, value in weights.items() if key in state and state[key].shape == value.shape}
+        if not weights:
+            raise ConfigError(f"trainer.init_from: {directory} shares no weights with this {name} model")
+        model.load_state_dict(weights, strict=False)
+        if rank == 0:
+            parts = ", ".join(sorted({key.split(".")[0] for key in weights}))
+            print(f"init_from {directory}: {len(weights)} of this model's {len(state)} tensors ({parts})", file=sys.stderr)
+        return
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:  # another size
+        raise ConfigError(f"trainer.init_from: {directory} does not fit this model "
+                          f"({' '.join(str(error).split())[:200]})") from None
 
 
 def prepare_tokenizer(config: TrainConfig, train_entries: list[dict], rank: int, resume: bool):

@@ -1,0 +1,176 @@
+"""FastSpeech (Ren et al. 2019): non-autoregressive text-to-mel with explicit token durations.
+
+Text: the same encoder as :class:`~speechs2s.models.tts_transformer.TransformerTTS` (embedding ->
+conv prenet -> linear -> scaled positional encoding -> Transformer encoder), so a trained
+Transformer-TTS starts it (``trainer.init_from``). A duration predictor (two convolutions) gives
+each token's length in mel frames; the length regulator repeats every encoder output for its
+decoder steps (``r`` frames each); a non-causal Transformer over those steps emits ``r`` frames
+per step, and the shared conv postnet refines them.
+
+Training needs the frames per token of every utterance (``durations`` in the manifest, written
+by ``speechs2s durations`` from a trained attention model's alignment). Synthesis is one pass:
+no stop token, the output length is the sum of the predicted durations, so it always ends and
+can neither skip nor repeat a token — the exposure bias of the autoregressive models is gone.
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechs2s.losses import mel_loss
+from speechs2s.models.tts_blocks import AcousticModel, ConvStack, check_config
+from speechs2s.nn.masks import key_padding_mask, sequence_mask
+from speechs2s.nn.transformer import PositionalEncoding, TransformerEncoder
+
+
+@dataclass
+class FastSpeechConfig:
+    vocab_size: int = 0  # filled from the tokenizer
+    n_mels: int = 80
+    reduction_factor: int = 4  # mel frames per decoder step
+    d_model: int = 192
+    n_heads: int = 2
+    d_ff: int = 768
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    dropout: float = 0.1  # Transformer layers and positional encodings
+    embedding_dim: int = 192  # token embedding and encoder prenet convs
+    encoder_prenet_layers: int = 3
+    encoder_prenet_kernel_size: int = 5
+    duration_channels: int = 256
+    duration_kernel_size: int = 3
+    duration_weight: float = 1.0  # weight of the log-duration MSE in the loss
+    postnet_channels: int = 256
+    postnet_layers: int = 5
+    postnet_kernel_size: int = 5
+    mel_loss: str = "l1+l2"
+
+    def __post_init__(self):
+        check_config(self)
+
+
+class _DurationPredictor(nn.Module):
+    """``(B, L, D) -> (B, L)`` log(1 + frames) per token: two (conv, ReLU, LayerNorm, dropout) layers and a linear."""
+
+    def __init__(self, d_model: int, channels: int, kernel_size: int, dropout: float):
+        super().__init__()
+        self.convs = nn.ModuleList([nn.Conv1d(d_model, channels, kernel_size, padding=kernel_size // 2),
+                                    nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2)])
+        self.norms = nn.ModuleList([nn.LayerNorm(channels), nn.LayerNorm(channels)])
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(channels, 1)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = sequence_mask(lengths, x.size(1))[..., None]
+        for conv, norm in zip(self.convs, self.norms):
+            x = self.dropout(norm(F.relu(conv((x * mask).transpose(1, 2)).transpose(1, 2))))
+        return self.out(x).squeeze(-1) * mask[..., 0]
+
+
+def step_durations(frames: torch.Tensor, reduction_factor: int) -> torch.Tensor:
+    """Frames per token ``(B, L)`` (float or int; 0 on padding) -> decoder steps per token ``(B, L)``
+    long. Token boundaries are rounded up to whole steps on the running sum, so rounding never
+    accumulates and the steps of an item add up to ``ceil(frames.sum() / r)``."""
+    boundaries = torch.ceil(frames.double().cumsum(-1) / reduction_factor - 1e-6).long().clamp(min=0)
+    return torch.diff(boundaries, dim=-1, prepend=boundaries.new_zeros(boundaries.size(0), 1))
+
+
+def regulate_length(x: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Repeat ``x (B, L, D)`` token ``l`` ``steps[:, l]`` times -> ``(B, S, D)`` (zero past each item's
+    length) and the token index of every step ``(B, S)`` (``L`` past the end)."""
+    ends = steps.cumsum(-1)  # (B, L)
+    total = max(int(ends[:, -1].max()), 1)
+    token = torch.searchsorted(ends, torch.arange(total, device=x.device).expand(x.size(0), total).contiguous(), right=True)
+    valid = token < x.size(1)
+    gathered = x.gather(1, token.clamp(max=x.size(1) - 1)[..., None].expand(-1, -1, x.size(2)))
+    return gathered * valid[..., None], token
+
+
+class FastSpeech(AcousticModel):
+    entry_keys = ("durations",)  # manifest keys the trainer requires (frames per token)
+
+    def __init__(self, config: FastSpeechConfig):
+        super().__init__(config)
+        c = config
+        self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim)
+        self.encoder_prenet = ConvStack(c.embedding_dim, c.embedding_dim, c.embedding_dim, c.encoder_prenet_layers,
+                                        c.encoder_prenet_kernel_size)
+        self.encoder_proj = nn.Linear(c.embedding_dim, c.d_model)
+        self.encoder_position = PositionalEncoding(c.d_model, c.dropout, learned_scale=True)
+        self.encoder = TransformerEncoder(c.encoder_layers, c.d_model, c.n_heads, c.d_ff, c.dropout)
+        self.duration_predictor = _DurationPredictor(c.d_model, c.duration_channels, c.duration_kernel_size, c.dropout)
+        self.decoder_position = PositionalEncoding(c.d_model, c.dropout, learned_scale=True)
+        self.decoder = TransformerEncoder(c.decoder_layers, c.d_model, c.n_heads, c.d_ff, c.dropout)
+        self.mel_proj = nn.Linear(c.d_model, c.n_mels * c.reduction_factor)
+
+    def encode(self, tokens: torch.Tensor, token_lengths: torch.Tensor) -> torch.Tensor:
+        """``tokens (B, L)`` -> ``(B, L, d_model)``."""
+        x = self.encoder_prenet(self.embedding(tokens), token_lengths)
+        x = self.encoder_position(self.encoder_proj(x))
+        return self.encoder(x, key_padding_mask(token_lengths, tokens.size(1)))[0]
+
+    def decode(self, memory: torch.Tensor, steps: torch.Tensor):
+        """Encoder output ``(B, L, D)`` and decoder steps per token ``(B, L)`` -> ``(frames (B, S * r, M)``
+        normalised, ``step_lengths (B,)``, ``alignment (B, S, L)`` one-hot token of each step)."""
+        x, token = regulate_length(memory, steps)
+        step_lengths = steps.sum(-1)
+        out = self.decoder(self.decoder_position(x), key_padding_mask(step_lengths, x.size(1)))[0]
+        alignment = F.one_hot(token, memory.size(1) + 1)[..., :-1].to(memory.dtype)
+        return self.mel_proj(out).view(x.size(0), -1, self.n_mels), step_lengths, alignment
+
+    def forward(self, batch: dict) -> dict:
+        """``batch``: ``tokens (B, L)``, ``token_lengths``, ``mels (B, T, M)`` log-mel, ``mel_lengths``,
+        ``durations (B, L)`` frames per token -> ``dict(loss, mel, duration)`` scalars."""
+        c = self.config
+        before, after, log_durations = self._predict_with_durations(batch)
+        mels, lengths = self.normalize(batch["mels"]), batch["mel_lengths"]
+        mel = mel_loss(before, mels, lengths, c.mel_loss) + mel_loss(after, mels, lengths, c.mel_loss)
+        mask = sequence_mask(batch["token_lengths"], batch["tokens"].size(1))
+        target = torch.log1p(batch["durations"].float())
+        duration = F.mse_loss(log_durations.float()[mask], target[mask])
+        return dict(loss=mel + c.duration_weight * duration, mel=mel.detach(), duration=duration.detach())
+
+    def _predict_with_durations(self, batch: dict):
+        """Teacher-forced on the durations: ``(before, after)`` normalised mels ``(B, T, M)`` cut to the
+        batch's frames, and the predicted log(1 + frames) per token ``(B, L)``."""
+        tokens, token_lengths, lengths = batch["tokens"], batch["token_lengths"], batch["mel_lengths"]
+        memory = self.encode(tokens, token_lengths)
+        log_durations = self.duration_predictor(memory, token_lengths)
+        steps = step_durations(batch["durations"], self.reduction_factor)
+        frames = self.decode(memory, steps)[0]
+        T = batch["mels"].size(1)
+        before = F.pad(frames, (0, 0, 0, max(T - frames.size(1), 0)))[:, :T]
+        return before, self.refine(before, lengths), log_durations
+
+    @torch.no_grad()
+    def generate(self, tokens: torch.Tensor, token_lengths: torch.Tensor, duration_scale: float = 1.0):
+        """Synthesis in one pass: ``tokens (B, L)`` -> ``(mels (B, T, M)`` log-mel, ``lengths (B,)``
+        frames, ``alignment (B, S, L)`` one-hot). ``duration_scale`` > 1 speaks slower; an item
+        always gets at least one decoder step."""
+        memory = self.encode(tokens, token_lengths)
+        frames = torch.expm1(self.duration_predictor(memory, token_lengths)).clamp(min=0) * duration_scale
+        frames = frames * sequence_mask(token_lengths, tokens.size(1))
+        steps = step_durations(frames, self.reduction_factor)
+        steps[:, 0] += (steps.sum(-1) == 0).long()  # never an empty utterance
+        before, step_lengths, alignment = self.decode(memory, steps)
+        lengths = step_lengths * self.reduction_factor
+        before = before * sequence_mask(lengths, before.size(1))[..., None]
+        return self.denormalize(self.refine(before, lengths)), lengths, alignment
+
+    @torch.no_grad()
+    def validation_extras(self, batch: dict):
+        """Duration accuracy (mean absolute error in frames per token, teacher durations) and the
+        figures of the first item (its alignment from the teacher durations, mels)."""
+        from speechs2s import plots
+
+        before, after, log_durations = self._predict_with_durations(batch)
+        mask = sequence_mask(batch["token_lengths"], batch["tokens"].size(1))
+        error = (torch.expm1(log_durations) - batch["durations"]).abs()[mask].mean()
+        frames, tokens = int(batch["mel_lengths"][0]), int(batch["token_lengths"][0])
+        steps = step_durations(batch["durations"][:1, :tokens], self.reduction_factor)
+        alignment = regulate_length(torch.eye(tokens, device=steps.device)[None], steps)[0][0]
+        figures = {"alignment": plots.plot_alignment(alignment, title=str(batch.get("ids", ["item 0"])[0])),
+                   "mel": plots.plot_mels(batch["mels"][0, :frames], self.denormalize(after[0, :frames]))}
+        return {"duration_error_frames": float(error)}, figures
