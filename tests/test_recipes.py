@@ -158,3 +158,26 @@ def test_make_corpus_small_and_resumable(corpora, tmp_path):
     make_corpus.main(args)  # resumable: existing files are kept, manifests identical
     assert {p.name: p.stat().st_mtime_ns for p in (out / "wavs").rglob("*.wav")} == first
     assert read_manifest(out / "test.jsonl") == splits["test"]
+
+
+def test_joe_tts_fastspeech_stages(corpora, tmp_path):
+    """Stages 5-6 of the joe TTS recipe with the bundled Transformer-TTS as stage 2's model:
+    durations for both manifests, a FastSpeech run that starts from it, and a spoken sentence."""
+    from speechs2s.checkpoint import resolve_checkpoint
+    from speechs2s.data.corpora import import_ljspeech
+    from speechs2s.data.manifest import write_manifest
+    from test_tts_models import SHORT_IDS
+
+    entries = [e for e in import_ljspeech(corpora / "joe-lj" / "dev") if e["id"] in SHORT_IDS]
+    write_manifest(tmp_path / "data/train.jsonl", entries[:3])
+    write_manifest(tmp_path / "data/valid.jsonl", entries[3:])
+    (tmp_path / "sentences.txt").write_text("Hello there.\n")
+    result = run_recipe(REPO / "recipes" / "joe" / "tts" / "run.sh", "--stage", "5", "--manifests", str(tmp_path / "data"),
+                        "--exp", str(resolve_checkpoint("default", "tts")), "--fastspeech-exp", str(tmp_path / "fs"),
+                        "--vocoder-exp", str(tmp_path / "no_vocoder"), "--sentences", str(tmp_path / "sentences.txt"),
+                        "--overrides", "trainer.max_steps=1 trainer.device=cpu data.num_workers=0 model.options.decoder_layers=1")
+    assert result.returncode == 0, result.stderr
+    assert [len(read_manifest(tmp_path / f"data/{name}_durations.jsonl")) for name in ("train", "valid")] == [3, 1]
+    assert "init_from" in result.stderr and (tmp_path / "fs/final/model.safetensors").is_file()
+    wav, rate = sf.read(tmp_path / "fs/samples/001.wav")
+    assert rate == 22050 and len(wav) > 0 and (tmp_path / "fs/samples/001.png").is_file()  # 1 step: not speech yet

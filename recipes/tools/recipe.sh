@@ -74,18 +74,38 @@ synthesize_lines() {
 }
 
 tts_stages() {
-  # tts_stages: stages 2-4 shared by the TTS recipes, on $manifests/{train,valid}.jsonl: train the
+  # tts_stages: stages 2-6 shared by the TTS recipes, on $manifests/{train,valid}.jsonl: train the
   # acoustic model ($config -> $exp), the vocoder ($vocoder_config -> $vocoder_exp), then speak each
-  # line of $sentences into $exp/samples (with Griffin-Lim when stage 3 was skipped).
+  # line of $sentences into $exp/samples (with Griffin-Lim when stage 3 was skipped); stage 5 reads
+  # the token durations off $exp's alignment and trains a FastSpeech from it ($fastspeech_config ->
+  # $fastspeech_exp), stage 6 speaks the sentences with it into $fastspeech_exp/samples.
   local sets=(--set "data.train=$manifests/train.jsonl" --set "data.valid=$manifests/valid.jsonl") vocoder=griffin-lim
+  [ -e "$vocoder_exp/last" ] && vocoder=$vocoder_exp
   if stage 2 "train $config"; then
     train_model "$config" "$exp" "${sets[@]}"
   fi
   if stage 3 "train vocoder $vocoder_config"; then
     train_model "$vocoder_config" "$vocoder_exp" "${sets[@]}"
+    vocoder=$vocoder_exp
   fi
   if stage 4 "synthesize $sentences"; then
-    [ -e "$vocoder_exp/last" ] && vocoder=$vocoder_exp
     synthesize_lines "$exp" "$vocoder" "$sentences" "$exp/samples"
   fi
+  if stage 5 "durations from $exp, train $fastspeech_config"; then
+    local name
+    for name in train valid; do
+      [ -e "$manifests/${name}_durations.jsonl" ] || \
+        speechs2s durations "$manifests/$name.jsonl" "$manifests/${name}_durations.jsonl" --model "$exp"
+    done
+    train_model "$fastspeech_config" "$fastspeech_exp" --set "data.train=$manifests/train_durations.jsonl" \
+      --set "data.valid=$manifests/valid_durations.jsonl" --set "trainer.init_from=$(resolve_final "$exp")"
+  fi
+  if stage 6 "synthesize $sentences with FastSpeech"; then
+    synthesize_lines "$fastspeech_exp" "$vocoder" "$sentences" "$fastspeech_exp/samples"
+  fi
+}
+
+resolve_final() {
+  # resolve_final OUT_DIR: the checkpoint folder a finished run's OUT_DIR stands for (final/, else the last step).
+  if [ -d "$1/final" ]; then echo "$1/final"; elif [ -e "$1/last" ]; then echo "$1/$(cat "$1/last")"; else echo "$1"; fi
 }

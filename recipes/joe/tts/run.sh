@@ -12,9 +12,13 @@ sentences=$repo/recipes/tools/tts_sentences.txt   # stage 4 speaks these (none i
 manifests=$recipe_dir/data
 exp=$recipe_dir/exp/tts_transformer_tiny
 vocoder_exp=$recipe_dir/exp/vocoder_hifigan_tiny
+fastspeech_config=$repo/configs/tts_fastspeech.yaml  # starts from stage 2's model: keep their sizes alike
+fastspeech_exp=$recipe_dir/exp/tts_fastspeech
 usage="Usage: $0 [--data DIR] [--stage N] [--stop-stage N] [--config YAML] [--vocoder-config YAML] [--exp DIR]
+  [--fastspeech-config YAML] [--fastspeech-exp DIR]
   stage 1: manifests (joe-lj train / dev)   stage 2: train the acoustic model
-  stage 3: train the HiFi-GAN vocoder       stage 4: synthesize --sentences into EXP/samples (Griffin-Lim if stage 3 was skipped)"
+  stage 3: train the HiFi-GAN vocoder       stage 4: synthesize --sentences into EXP/samples (Griffin-Lim if stage 3 was skipped)
+  stage 5: durations from stage 2's alignment, train FastSpeech   stage 6: synthesize --sentences with FastSpeech"
 parse_options "$@"
 
 if stage 1 "prepare manifests"; then

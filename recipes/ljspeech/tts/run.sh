@@ -15,9 +15,13 @@ sentences=$repo/recipes/tools/tts_sentences.txt
 manifests=$recipe_dir/data
 exp=$recipe_dir/exp/tts_transformer_tiny
 vocoder_exp=$recipe_dir/exp/vocoder_hifigan_tiny
+fastspeech_config=$repo/configs/tts_fastspeech.yaml  # starts from stage 2's model: keep their sizes alike
+fastspeech_exp=$recipe_dir/exp/tts_fastspeech
 usage="Usage: $0 [--data DIR] [--stage N] [--stop-stage N] [--url URL] [--config YAML] [--vocoder-config YAML] [--exp DIR]
+  [--fastspeech-config YAML] [--fastspeech-exp DIR]
   stage 0: download and unpack (2.6 GB, resumable, checksum-verified)   stage 1: manifests
-  stage 2: train the acoustic model   stage 3: train the HiFi-GAN vocoder   stage 4: synthesize --sentences"
+  stage 2: train the acoustic model   stage 3: train the HiFi-GAN vocoder   stage 4: synthesize --sentences
+  stage 5: durations from stage 2's alignment, train FastSpeech   stage 6: synthesize --sentences with FastSpeech"
 parse_options "$@"
 
 if stage 0 "download LJSpeech-1.1"; then
