@@ -221,7 +221,7 @@ def evaluate(manifest, model_name, beam, ctc_weight, device, threads, report):
 @main.command()
 @click.argument("manifest", type=click.Path(dir_okay=False, path_type=str))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=str))
-@click.option("--model", "model_name", default="default", show_default=True,
+@click.option("--model", "model_name", default="tts-transformer", show_default=True,
               help="Trained attention TTS (Transformer-TTS or Tacotron2): checkpoint folder, training output folder or bundled name.")
 @click.option("--feature-cache", type=click.Path(file_okay=False, path_type=str),
               help="Folder of cached mels (a training run's data.feature_cache) to read and fill.")

@@ -143,7 +143,7 @@ def load_tts(name_or_path: str | Path = "default", device: str | torch.device | 
     return TTS(model, tokenizer, features, load_vocoder(str(vocoder), device, features))
 
 
-def write_durations(manifest: str | Path, out: str | Path, model_name: str | Path = "default",
+def write_durations(manifest: str | Path, out: str | Path, model_name: str | Path = "tts-transformer",
                     device: str | torch.device | None = None, feature_cache: str | Path | None = None,
                     max_frames: int = 20000) -> tuple[int, int]:
     """Write ``manifest``'s entries to ``out`` with ``durations``: the mel frames per token that the

@@ -33,8 +33,9 @@ def test_default_asr_hears_nothing_in_silence(asr):
     assert asr.transcribe(torch.zeros(16000 * 3)) == ""
 
 
-def test_default_tts_speaks_with_bounded_length():
-    tts = speechs2s.load_tts("default", device="cpu")
+@pytest.mark.parametrize("name", ["default", "tts-transformer"])
+def test_bundled_tts_speaks_with_bounded_length(name):
+    tts = speechs2s.load_tts(name, device="cpu")
     wav, sample_rate = tts.synthesize("The prisoners were taken to the court.")
     assert sample_rate == 22050 and wav.dtype == np.float32
     seconds = len(wav) / sample_rate

@@ -173,7 +173,7 @@ def test_joe_tts_fastspeech_stages(corpora, tmp_path):
     write_manifest(tmp_path / "data/valid.jsonl", entries[3:])
     (tmp_path / "sentences.txt").write_text("Hello there.\n")
     result = run_recipe(REPO / "recipes" / "joe" / "tts" / "run.sh", "--stage", "5", "--manifests", str(tmp_path / "data"),
-                        "--exp", str(resolve_checkpoint("default", "tts")), "--fastspeech-exp", str(tmp_path / "fs"),
+                        "--exp", str(resolve_checkpoint("tts-transformer")), "--fastspeech-exp", str(tmp_path / "fs"),
                         "--vocoder-exp", str(tmp_path / "no_vocoder"), "--sentences", str(tmp_path / "sentences.txt"),
                         "--overrides", "trainer.max_steps=1 trainer.device=cpu data.num_workers=0 model.options.decoder_layers=1")
     assert result.returncode == 0, result.stderr

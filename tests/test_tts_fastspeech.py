@@ -139,7 +139,7 @@ def test_durations_then_fastspeech_training_from_the_transformer(tmp_path, corpo
     for entry in written:
         frames = round(entry["duration"] * 22050) // 256 + 1
         assert sum(entry["durations"]) == frames and min(entry["durations"]) >= 0
-    teacher = resolve_checkpoint("default", "tts")
+    teacher = resolve_checkpoint("tts-transformer")
     config = tmp_path / "fs.yaml"
     config.write_text(f"""
 task: tts
