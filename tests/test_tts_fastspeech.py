@@ -161,3 +161,19 @@ trainer: {{max_steps: 2, valid_every: 2, ckpt_every: 2, log_every: 1, out_dir: {
     result = runner.invoke(main, ["train", str(config), "--set", f"data.train={tmp_path}/plain.jsonl",
                                   "--set", f"trainer.out_dir={tmp_path}/exp2"])
     assert result.exit_code == 1 and "have no 'durations'" in result.output and "Traceback" not in result.output
+
+
+def test_durations_errors_are_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from speechs2s.cli import main
+
+    (tmp_path / "m.jsonl").write_text('{"id": "a", "audio": "a.wav", "duration": 1.0, "text": "hi"}\n')
+    runner = CliRunner()
+    for args, message in [([str(tmp_path / "none.jsonl")], "none.jsonl"),
+                          ([str(tmp_path / "m.jsonl")], "audio file(s) not found"),
+                          ([str(tmp_path / "m.jsonl"), "--model", "default"], "not FastSpeech"),
+                          ([str(tmp_path / "m.jsonl"), "--model", str(tmp_path / "nowhere")], "nowhere")]:
+        result = runner.invoke(main, ["durations", *args, str(tmp_path / "out.jsonl"), "--device", "cpu"])
+        assert result.exit_code == 1 and result.output.startswith("error: ") and message in result.output, result.output
+        assert result.output.count("\n") == 1
