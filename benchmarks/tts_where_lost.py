@@ -7,12 +7,13 @@ tts_intelligibility_speed.py) transcribes three renderings, all vocoded by Griff
 
 - ``real mel``: the recordings' own log-mels (the vocoder's ceiling);
 - ``teacher-forced``: the model's mels (after the postnet) when each decoder step is fed the real
-  previous frame, as in training (what the acoustic model has learned);
+  previous frame, as in training (what the acoustic model has learned); for FastSpeech, its mels
+  on the durations that ``--teacher`` reads off the recordings (what it trained on);
 - ``free-running``: ``synthesize_sequences``, fed its own previous frames, with the inference
-  guards (what users hear).
+  guards (what users hear); for FastSpeech, on its own predicted durations.
 
-A large gap between the last two is exposure bias: the model has learned the sounds but drifts on
-its own predictions. Prints WER/CER (%) per rendering and the first sentences side by side.
+A large gap between the last two is exposure bias (or, for FastSpeech, the duration predictor): the
+model has learned the sounds but drifts on its own predictions. Prints WER/CER (%) per rendering and the first sentences side by side.
 """
 import argparse
 
@@ -31,6 +32,7 @@ from speechs2s.models.vocoder import GriffinLim
 def main():
     cli = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_argument("--tts-model", default="default", help="speechs2s checkpoint (dir or bundled name)")
+    cli.add_argument("--teacher", default="tts-transformer", help="FastSpeech only: attention model giving the durations")
     cli.add_argument("--count", type=int, default=12, help="joe-lj dev sentences")
     cli.add_argument("--seed", type=int, default=0, help="seed of the prenet dropout in free-running synthesis")
     args = cli.parse_args()
@@ -49,8 +51,12 @@ def main():
 
     with torch.no_grad():
         lengths = batch["mel_lengths"].tolist()
-        _, _, (before, _, _) = model._teacher_forced(batch)
-        teacher_forced = model.denormalize(model.refine(before, batch["mel_lengths"]))
+        if hasattr(model, "generate"):  # FastSpeech
+            batch["durations"] = load_checkpoint(args.teacher, task="tts")[0].token_durations(batch)
+            teacher_forced = model.denormalize(model._predict_with_durations(batch)[1])
+        else:
+            _, _, (before, _, _) = model._teacher_forced(batch)
+            teacher_forced = model.denormalize(model.refine(before, batch["mel_lengths"]))
         torch.manual_seed(args.seed)
         free = [mel for mel, _ in synthesize_sequences(model, [tokenizer.encode(text) for text in texts])]
         renderings = {"real mel": [m[:n] for m, n in zip(batch["mels"], lengths)],
