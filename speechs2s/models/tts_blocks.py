@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechs2s.losses import guided_attention_loss, mel_loss, stop_token_loss
-from speechs2s.nn.masks import sequence_mask
+from speechs2s.nn.masks import key_padding_mask, sequence_mask
 from speechs2s.nn.normalization import FeatureNormalization
+from speechs2s.nn.transformer import PositionalEncoding, TransformerEncoder
 
 MEL_LOSSES = ("l1", "l2", "l1+l2")
 
@@ -82,6 +83,28 @@ class ConvStack(nn.Module):
                 x = self.activation(x)
             x = F.dropout(x, self.dropout, self.training)
         return x.transpose(1, 2)
+
+
+class TransformerTextEncoder:
+    """Mixin of the acoustic models that read text with a Transformer (TransformerTTS, FastSpeech):
+    embedding -> conv prenet -> linear -> scaled positional encoding -> pre-LN Transformer encoder.
+    The parameters keep the same names in both models, so one model's weights start the other
+    (``trainer.init_from``). The config must provide ``vocab_size``, ``embedding_dim``,
+    ``encoder_prenet_layers / _kernel_size``, ``d_model``, ``n_heads``, ``d_ff``, ``encoder_layers`` and ``dropout``."""
+
+    def init_text_encoder(self, c) -> None:
+        self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim)
+        self.encoder_prenet = ConvStack(c.embedding_dim, c.embedding_dim, c.embedding_dim, c.encoder_prenet_layers,
+                                        c.encoder_prenet_kernel_size)
+        self.encoder_proj = nn.Linear(c.embedding_dim, c.d_model)
+        self.encoder_position = PositionalEncoding(c.d_model, c.dropout, learned_scale=True)
+        self.encoder = TransformerEncoder(c.encoder_layers, c.d_model, c.n_heads, c.d_ff, c.dropout)
+
+    def encode(self, tokens: torch.Tensor, token_lengths: torch.Tensor) -> torch.Tensor:
+        """``tokens (B, L)`` -> ``(B, L, d_model)``."""
+        x = self.encoder_prenet(self.embedding(tokens), token_lengths)
+        x = self.encoder_position(self.encoder_proj(x))
+        return self.encoder(x, key_padding_mask(token_lengths, tokens.size(1)))[0]
 
 
 class AcousticModel(FeatureNormalization, nn.Module):

@@ -12,7 +12,6 @@ by ``speechs2s durations`` from a trained attention model's alignment). Synthesi
 no stop token, the output length is the sum of the predicted durations, so it always ends and
 can neither skip nor repeat a token — the exposure bias of the autoregressive models is gone.
 """
-import math
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechs2s.losses import mel_loss
-from speechs2s.models.tts_blocks import AcousticModel, ConvStack, check_config
+from speechs2s.models.tts_blocks import AcousticModel, TransformerTextEncoder, check_config
 from speechs2s.nn.masks import key_padding_mask, sequence_mask
 from speechs2s.nn.transformer import PositionalEncoding, TransformerEncoder
 
@@ -88,28 +87,17 @@ def regulate_length(x: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor,
     return gathered * valid[..., None], token
 
 
-class FastSpeech(AcousticModel):
+class FastSpeech(TransformerTextEncoder, AcousticModel):
     entry_keys = ("durations",)  # manifest keys the trainer requires (frames per token)
 
     def __init__(self, config: FastSpeechConfig):
         super().__init__(config)
         c = config
-        self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim)
-        self.encoder_prenet = ConvStack(c.embedding_dim, c.embedding_dim, c.embedding_dim, c.encoder_prenet_layers,
-                                        c.encoder_prenet_kernel_size)
-        self.encoder_proj = nn.Linear(c.embedding_dim, c.d_model)
-        self.encoder_position = PositionalEncoding(c.d_model, c.dropout, learned_scale=True)
-        self.encoder = TransformerEncoder(c.encoder_layers, c.d_model, c.n_heads, c.d_ff, c.dropout)
+        self.init_text_encoder(c)
         self.duration_predictor = _DurationPredictor(c.d_model, c.duration_channels, c.duration_kernel_size, c.dropout)
         self.decoder_position = PositionalEncoding(c.d_model, c.dropout, learned_scale=True)
         self.decoder = TransformerEncoder(c.decoder_layers, c.d_model, c.n_heads, c.d_ff, c.dropout)
         self.mel_proj = nn.Linear(c.d_model, c.n_mels * c.reduction_factor)
-
-    def encode(self, tokens: torch.Tensor, token_lengths: torch.Tensor) -> torch.Tensor:
-        """``tokens (B, L)`` -> ``(B, L, d_model)``."""
-        x = self.encoder_prenet(self.embedding(tokens), token_lengths)
-        x = self.encoder_position(self.encoder_proj(x))
-        return self.encoder(x, key_padding_mask(token_lengths, tokens.size(1)))[0]
 
     def decode(self, memory: torch.Tensor, steps: torch.Tensor):
         """Encoder output ``(B, L, D)`` and decoder steps per token ``(B, L)`` -> ``(frames (B, S * r, M)``

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from speechs2s.models.tts_blocks import AttentionAcousticModel, ConvStack, Prenet, check_config
+from speechs2s.models.tts_blocks import AttentionAcousticModel, Prenet, TransformerTextEncoder, check_config
 from speechs2s.nn.masks import key_padding_mask, sequence_mask
-from speechs2s.nn.transformer import PositionalEncoding, TransformerDecoder, TransformerEncoder
+from speechs2s.nn.transformer import PositionalEncoding, TransformerDecoder
 
 
 @dataclass
@@ -57,16 +57,11 @@ class TransformerTTSConfig:
                 raise ValueError(f"guided_heads: {pair} is not a [decoder_layer, head] pair of this model")
 
 
-class TransformerTTS(AttentionAcousticModel):
+class TransformerTTS(TransformerTextEncoder, AttentionAcousticModel):
     def __init__(self, config: TransformerTTSConfig):
         super().__init__(config)
         c = config
-        self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim)
-        self.encoder_prenet = ConvStack(c.embedding_dim, c.embedding_dim, c.embedding_dim, c.encoder_prenet_layers,
-                                        c.encoder_prenet_kernel_size)
-        self.encoder_proj = nn.Linear(c.embedding_dim, c.d_model)
-        self.encoder_position = PositionalEncoding(c.d_model, c.dropout, learned_scale=True)
-        self.encoder = TransformerEncoder(c.encoder_layers, c.d_model, c.n_heads, c.d_ff, c.dropout)
+        self.init_text_encoder(c)
         self.prenet = Prenet(c.n_mels, c.prenet_dim)
         self.decoder_proj = nn.Linear(c.prenet_dim, c.d_model)
         self.decoder_position = PositionalEncoding(c.d_model, c.dropout, learned_scale=True)
@@ -75,12 +70,6 @@ class TransformerTTS(AttentionAcousticModel):
         self.stop_proj = nn.Linear(c.d_model, c.reduction_factor)
         pairs = c.guided_heads or [(layer, head) for layer in range(-c.guided_layers, 0) for head in range(c.n_heads)]
         self.guided_heads = [(layer % c.decoder_layers, head) for layer, head in pairs]
-
-    def encode(self, tokens: torch.Tensor, token_lengths: torch.Tensor) -> torch.Tensor:
-        """``tokens (B, L)`` -> ``(B, L, d_model)``."""
-        x = self.encoder_prenet(self.embedding(tokens), token_lengths)
-        x = self.encoder_position(self.encoder_proj(x))
-        return self.encoder(x, key_padding_mask(token_lengths, tokens.size(1)))[0]
 
     def decode(self, previous, memory, memory_mask, cache=None, offset: int = 0, projected_memory=None):
         """``previous (B, S, M)`` frames before each step -> ``(frames (B, S * r, M), stop_logits
