@@ -150,7 +150,7 @@ model:
 data: {{train: {tmp_path}/d.jsonl, valid: {tmp_path}/d.jsonl, tokenizer: {{kind: phoneme}}, max_frames: 1000, num_workers: 0}}
 optim: {{lr: 1.0e-3, warmup_steps: 2}}
 trainer: {{max_steps: 2, valid_every: 2, ckpt_every: 2, log_every: 1, out_dir: {tmp_path}/exp, device: cpu,
-          init_from: {teacher}}}
+          init_from: tts-transformer}}
 """)
     result = runner.invoke(main, ["train", str(config)])
     assert result.exit_code == 0, result.output + repr(result.exception)

@@ -98,14 +98,9 @@ tts_stages() {
         speechs2s durations "$manifests/$name.jsonl" "$manifests/${name}_durations.jsonl" --model "$exp"
     done
     train_model "$fastspeech_config" "$fastspeech_exp" --set "data.train=$manifests/train_durations.jsonl" \
-      --set "data.valid=$manifests/valid_durations.jsonl" --set "trainer.init_from=$(resolve_final "$exp")"
+      --set "data.valid=$manifests/valid_durations.jsonl" --set "trainer.init_from=$exp"
   fi
   if stage 6 "synthesize $sentences with FastSpeech"; then
     synthesize_lines "$fastspeech_exp" "$vocoder" "$sentences" "$fastspeech_exp/samples"
   fi
-}
-
-resolve_final() {
-  # resolve_final OUT_DIR: the checkpoint folder a finished run's OUT_DIR stands for (final/, else the last step).
-  if [ -d "$1/final" ]; then echo "$1/final"; elif [ -e "$1/last" ]; then echo "$1/$(cat "$1/last")"; else echo "$1"; fi
 }

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from speechs2s.errors import ConfigError
+from speechs2s.errors import CheckpointError, ConfigError
 
 
 @dataclass
@@ -88,7 +88,7 @@ class TrainerSection:
     seed: int = 0
     out_dir: str = "exp/run"
     device: str | None = None  # default: cuda if available else cpu (under torchrun: cuda:LOCAL_RANK)
-    init_from: str | None = None  # checkpoint folder whose weights (and tokenizer) start a new run; of another model: the tensors of equal name and shape
+    init_from: str | None = None  # checkpoint (folder, out_dir or bundled name) whose weights and tokenizer start a new run; of another model: the tensors of equal name and shape
 
     def __post_init__(self):
         _require_positive(self, "trainer", ["max_steps", "valid_every", "ckpt_every", "log_every", "average_last"])
@@ -135,7 +135,8 @@ def from_dict(raw: dict) -> TrainConfig:
 
 
 def check_manifests(config: TrainConfig) -> None:
-    """Fail early on files the config names that do not exist."""
+    """Fail early on files the config names that do not exist; ``trainer.init_from`` becomes the
+    checkpoint folder it names."""
     for key in ("train", "valid"):
         value = getattr(config.data, key)
         if not value:
@@ -146,8 +147,16 @@ def check_manifests(config: TrainConfig) -> None:
     if tokenizer and not Path(tokenizer).is_file():
         raise ConfigError(f"data.tokenizer.path: {tokenizer} does not exist")
     init_from = config.trainer.init_from
-    if init_from and not (Path(init_from) / "model.safetensors").is_file():
-        raise ConfigError(f"trainer.init_from: {init_from} is not a checkpoint folder (no model.safetensors)")
+    if init_from:  # a checkpoint folder, training out_dir or bundled name, like every --model
+        from speechs2s.checkpoint import resolve_checkpoint
+
+        try:
+            resolved = resolve_checkpoint(init_from)
+        except CheckpointError:
+            resolved = Path(init_from)
+        if not (resolved / "model.safetensors").is_file():
+            raise ConfigError(f"trainer.init_from: {init_from} is not a checkpoint folder (no model.safetensors)")
+        config.trainer.init_from = str(resolved)
 
 
 def _require_positive(section, name: str, keys: list[str], allow_zero: bool = False) -> None:
