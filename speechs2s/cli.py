@@ -243,7 +243,8 @@ def durations(manifest, out, model_name, feature_cache, device, threads):
 
     if threads:
         torch.set_num_threads(threads)
-    written, skipped = write_durations(manifest, out, model_name, device, feature_cache)
+    written, skipped = write_durations(manifest, out, model_name, device, feature_cache,
+                                       progress=sys.stderr.isatty())
     click.echo(f"wrote {written} entries with durations to {out}" + (f" ({skipped} skipped, see the log)" if skipped else ""))
 
 

@@ -145,14 +145,16 @@ def load_tts(name_or_path: str | Path = "default", device: str | torch.device | 
 
 def write_durations(manifest: str | Path, out: str | Path, model_name: str | Path = "tts-transformer",
                     device: str | torch.device | None = None, feature_cache: str | Path | None = None,
-                    max_frames: int = 20000) -> tuple[int, int]:
+                    max_frames: int = 20000, progress: bool = False) -> tuple[int, int]:
     """Write ``manifest``'s entries to ``out`` with ``durations``: the mel frames per token that the
     attention model ``model_name`` (Transformer-TTS or Tacotron2) reads off its teacher-forced
     alignment (:meth:`~speechs2s.models.tts_blocks.AttentionAcousticModel.token_durations`), the
     training targets of FastSpeech, in that model's tokenizer and features.
 
     Returns ``(written, skipped)``; skipped entries (unreadable audio, no text to speak) are logged
-    by the dataset and left out of ``out``."""
+    by the dataset and left out of ``out``. ``progress``: a tqdm bar over batches on stderr."""
+    from tqdm import tqdm
+
     from speechs2s.checkpoint import load_checkpoint
     from speechs2s.data.collate import collate_tts
     from speechs2s.data.datasets import TTSDataset
@@ -172,7 +174,7 @@ def write_durations(manifest: str | Path, out: str | Path, model_name: str | Pat
     batches = BucketBatchSampler(dataset.lengths, max_frames, shuffle=False)
     durations = {}
     torch.manual_seed(0)  # the prenet's dropout stays on
-    for indices in batches:
+    for indices in tqdm(batches, desc="durations", unit="batch", disable=not progress):
         batch = collate_tts([dataset[index] for index in indices])
         if batch is None:
             continue
