@@ -1,9 +1,14 @@
 """TTS intelligibility and speed: speechs2s vs Piper (joe voice) vs espeak-ng on the same unseen sentences.
 
-    benchmarks/.venv-peers/bin/python benchmarks/tts_intelligibility_speed.py [--quick] [--threads 1,2]
+    benchmarks/.venv-peers/bin/python benchmarks/tts_intelligibility_speed.py [--quick] [--threads 1,2] [--sentences heldout]
 
-Each system speaks SENTENCES (written for this benchmark: in no training corpus; American
-spelling, as the judge writes it) in a fresh process; Whisper tiny.en float32 (beam 5) then
+Sentence sets (``--sentences``): ``choice`` (default), the 30 SENTENCES written for this benchmark (in no
+training corpus; American spelling, as the judge writes it): the set on which checkpoints and settings are
+chosen; ``heldout``, 60 everyday Common Voice sentences (``tts_heldout_sentences.txt``) never used for any
+choice and kept out of all training text: the set to report; ``hard``, repeated words, interjections, numbers,
+abbreviations and names (``tts_hard_sentences.txt``), for diagnosis.
+
+Each system speaks the sentences in a fresh process; Whisper tiny.en float32 (beam 5) then
 transcribes every output, and its WER/CER against the sentence measures intelligibility. Also reported:
 
 - stop failures: outputs whose duration is outside [0.5×, 2×] of the sentence's length at the
@@ -58,7 +63,17 @@ SENTENCES = [
     "The 3rd chapter explains how glaciers carve deep valleys over thousands of years.",
     "We should leave early tomorrow if we want to catch the sunrise from the summit.",
 ]
-QUICK_SENTENCES = SENTENCES[::3]  # 10 sentences, same variety
+SENTENCE_FILES = {"heldout": "tts_heldout_sentences.txt", "hard": "tts_hard_sentences.txt"}
+
+
+def sentence_set(name: str, quick: bool) -> list[str]:
+    """The sentences of set ``name`` (``choice``, ``heldout`` or ``hard``); ``quick`` keeps every third."""
+    if name == "choice":
+        sentences = SENTENCES
+    else:
+        lines = (Path(__file__).parent / SENTENCE_FILES[name]).read_text().splitlines()
+        sentences = [line for line in lines if line.strip() and not line.startswith("#")]
+    return sentences[::3] if quick else sentences
 
 
 @dataclass
@@ -175,12 +190,14 @@ def main():
     cli = common.parser(__doc__)
     cli.add_argument("--systems", default="speechs2s,piper,espeak-ng")
     cli.add_argument("--tts-model", default="default", help="speechs2s checkpoint (dir or bundled name)")
+    cli.add_argument("--sentences", default="choice", choices=["choice", *SENTENCE_FILES],
+                     help="sentence set: choice (the 30 used for choices), heldout (60, for reporting) or hard")
     cli.add_argument("--keep-audio", default=None, help="folder to keep the synthesized WAVs in (default: a temp dir)")
     args = cli.parse_args()
 
     notes = []
     systems = common.available_systems(args.systems.split(","), args.tts_model, "tts", notes)
-    sentences = QUICK_SENTENCES if args.quick else SENTENCES
+    sentences = sentence_set(args.sentences, args.quick)
     rate = common.chars_per_second(args.quick)
     expected = [len(normalize_for_asr(text)) / rate for text in sentences]
     out_dir = args.keep_audio or tempfile.mkdtemp(prefix="tts-bench-")
@@ -211,11 +228,12 @@ def main():
                ("stop_failures", "stop failures", "d"), ("rtf", "RTF", ".3f"), ("speed_vs_speechs2s", "speechs2s faster ×", ".2f"),
                ("first_audio_s", "first audio s (median)", ".3f"), ("load_s", "load s", ".2f"),
                ("peak_rss_mb", "peak RSS MB", ".0f"), ("model_rss_mb", "model RSS MB", ".0f")]
-    notes.append(f"{len(sentences)} unseen sentences ({sum(expected) / 60:.1f} min at {rate:.1f} chars/s, joe-lj dev median); "
+    notes.append(f"set {args.sentences!r}: {len(sentences)} unseen sentences ({sum(expected) / 60:.1f} min at {rate:.1f} chars/s, joe-lj dev median); "
                  "judge: Whisper tiny.en float32, beam 5, on the outputs of the first thread count. Stop failure: duration "
                  "outside [0.5x, 2x] of that estimate, or a sentence that hit the speechs2s length guard. RTF: synthesis s / audio s, median of "
                  f"{common.repeats(args)} pass(es) after a warm-up sentence; 'speechs2s faster ×' = system RTF / speechs2s RTF.")
-    common.record("tts_intelligibility_speed", args, {"sentences": sentences, "expected_s": expected, "rows": rows},
+    name = "tts_intelligibility_speed" + ("" if args.sentences == "choice" else f"-{args.sentences}")
+    common.record(name, args, {"sentence_set": args.sentences, "sentences": sentences, "expected_s": expected, "rows": rows},
                   [("TTS intelligibility (Whisper judge) and speed", rows, columns)], notes)
 
 

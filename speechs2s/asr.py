@@ -89,9 +89,12 @@ class ASR:
     """A speech recogniser: model (decoder protocol of :mod:`speechs2s.decode.asr`), tokenizer and features."""
 
     def __init__(self, model, tokenizer, features: FeatureConfig, device: str | torch.device | None = None,
-                 max_segment_seconds: float = 20.0, batch_seconds: float | None = None, vad: VADConfig | None = None):
+                 max_segment_seconds: float = 20.0, batch_seconds: float | None = None, vad: VADConfig | None = None,
+                 lm=None, decode: DecodeConfig | None = None):
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
+        self.lm = lm.to(self.device).eval() if lm is not None else None  # shallow fusion in beam search
+        self.decode = decode or DecodeConfig()  # used when a call passes none
         self.tokenizer = tokenizer
         self.features = features
         self.log_mel = LogMel(features).to(self.device)
@@ -126,7 +129,7 @@ class ASR:
                          progress: bool = False) -> list[Transcript]:
         """One :class:`Transcript` per input, in order; an input that fails (unreadable file, ...) gets
         its ``failure`` set and the others are still transcribed."""
-        return self._run([_Input(source) for source in inputs], decode or DecodeConfig(), progress)
+        return self._run([_Input(source) for source in inputs], decode or self.decode, progress)
 
     def evaluate(self, manifest: str | Path | list[dict], decode: DecodeConfig | None = None,
                  progress: bool = False) -> "Evaluation":
@@ -140,7 +143,7 @@ class ASR:
             if "text" not in entry:
                 raise ManifestError(f"{where}: entry {entry['id']!r} has no text to score against")
         inputs = [_Input(entry["audio"], entry.get("start", 0.0), entry.get("end")) for entry in entries]
-        transcripts = self._run(inputs, decode or DecodeConfig(), progress)
+        transcripts = self._run(inputs, decode or self.decode, progress)
         return Evaluation([_score(entry, transcript) for entry, transcript in zip(entries, transcripts)])
 
     def _run(self, inputs: list[_Input], config: DecodeConfig, progress: bool) -> list[Transcript]:
@@ -232,7 +235,8 @@ class ASR:
         features = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)  # (B, frames, M)
         dtype = next(self.model.parameters()).dtype
         tokenizer = self.tokenizer
-        tokens = decode(self.model, features.to(dtype), feature_lengths, config, tokenizer.eos_id, tokenizer.blank_id)
+        tokens = decode(self.model, features.to(dtype), feature_lengths, config, tokenizer.eos_id, tokenizer.blank_id,
+                        self.lm)
         texts = [""] * len(batch)
         for i, ids in zip(wavs, tokens):
             texts[i] = self.tokenizer.decode(ids)
@@ -298,10 +302,13 @@ def _score(entry: dict, transcript: Transcript) -> dict:
             "duration": transcript.duration, "seconds": transcript.seconds, "error": transcript.error}
 
 
-def load_asr(name_or_path: str | Path = "default", device: str | torch.device | None = None, **options) -> ASR:
+def load_asr(name_or_path: str | Path = "default", device: str | torch.device | None = None,
+             lm: str | Path | None = None, **options) -> ASR:
     """Load a recogniser from a checkpoint directory, a training output folder or a bundled model
-    name (``"default"``); ``device`` defaults to CUDA when available. ``options`` go to :class:`ASR`
-    (``max_segment_seconds``, ``batch_seconds``, ``vad``)."""
+    name (``"default"``); ``device`` defaults to CUDA when available. ``lm``: a language model trained with
+    this model's tokenizer, fused into beam search with the weights tuned for it (``fusion.json``; pass
+    ``decode=DecodeConfig(lm_weight=..., length_bonus=...)`` to override). ``options`` go to :class:`ASR`
+    (``max_segment_seconds``, ``batch_seconds``, ``vad``, ``decode``)."""
     from speechs2s.checkpoint import load_checkpoint
     from speechs2s.utils import select_device
 
@@ -311,4 +318,24 @@ def load_asr(name_or_path: str | Path = "default", device: str | torch.device | 
         raise CheckpointError(f"{name_or_path}: is a {config['task']} checkpoint, not an ASR model")
     if tokenizer is None:
         raise CheckpointError(f"{name_or_path}: checkpoint has no tokenizer.json")
+    if lm is not None:
+        options["lm"] = _load_lm(lm, tokenizer, device)
+        if "decode" not in options:
+            from speechs2s.fusion import read_fusion
+
+            weights = read_fusion(lm)
+            options["decode"] = DecodeConfig(lm_weight=weights.lm_weight, length_bonus=weights.length_bonus)
     return ASR(model, tokenizer, FeatureConfig.from_dict(config["features"]), device, **options)
+
+
+def _load_lm(name_or_path: str | Path, tokenizer, device):
+    """A language model checkpoint that shares ``tokenizer`` (else its ids mean other tokens)."""
+    from speechs2s.checkpoint import load_checkpoint
+
+    lm, lm_tokenizer, config = load_checkpoint(name_or_path, device, task="lm")
+    if config.get("task") != "lm":
+        raise CheckpointError(f"{name_or_path}: is a {config.get('task')} checkpoint, not a language model")
+    if lm_tokenizer is None or lm_tokenizer.to_dict() != tokenizer.to_dict():
+        raise CheckpointError(f"{name_or_path}: the language model was trained with another tokenizer than the ASR "
+                              "model's (train it with data.tokenizer.path = the ASR model's tokenizer.json)")
+    return lm

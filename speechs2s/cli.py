@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from speechs2s.errors import SpeechS2SError
+from speechs2s.errors import ConfigError, SpeechS2SError
 
 
 class _Group(click.Group):
@@ -133,6 +133,10 @@ def _asr_options(command):
                      help="Beam size (1 with --ctc-weight 0 is greedy decoding)."),
         click.option("--ctc-weight", type=click.FloatRange(0, 1), default=0.3, show_default=True,
                      help="Weight of CTC prefix scores in the beam search (1 = CTC prefix beam search only)."),
+        click.option("--lm", help="Language model trained with the ASR model's tokenizer (folder or bundled name), "
+                                  "fused into beam search with the weights stored by 'speechs2s tune-lm'."),
+        click.option("--lm-weight", type=click.FloatRange(min=0), help="Override the LM weight (0 turns it off)."),
+        click.option("--length-bonus", type=float, help="Override the per-token length bonus that goes with the LM."),
         click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
         click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch."),
     ]
@@ -141,23 +145,30 @@ def _asr_options(command):
     return command
 
 
-def _load_recognizer(model_name, beam, ctc_weight, device, threads):
+def _load_recognizer(model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads):
     """``(ASR, DecodeConfig)`` from the shared options."""
+    import dataclasses
+
     import torch
 
     from speechs2s.asr import load_asr
-    from speechs2s.decode.asr import DecodeConfig
 
     if threads:
         torch.set_num_threads(threads)
-    return load_asr(model_name, device), DecodeConfig(mode="beam", beam_size=beam, ctc_weight=ctc_weight)
+    asr = load_asr(model_name, device, lm=lm)
+    decode = dataclasses.replace(asr.decode, mode="beam", beam_size=beam, ctc_weight=ctc_weight)
+    if lm_weight is not None:
+        decode.lm_weight = lm_weight
+    if length_bonus is not None:
+        decode.length_bonus = length_bonus
+    return asr, decode
 
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
 @_asr_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: per file its text, timed segments, decode time and RTF.")
-def transcribe(files, model_name, beam, ctc_weight, device, threads, as_json):
+def transcribe(files, model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads, as_json):
     """Transcribe audio FILES (any format soundfile reads; long files are split at silences).
 
     Prints the text for one file, "path<TAB>text" per line for several. A file that cannot be read
@@ -171,7 +182,7 @@ def transcribe(files, model_name, beam, ctc_weight, device, threads, as_json):
     """
     import json
 
-    asr, decode = _load_recognizer(model_name, beam, ctc_weight, device, threads)
+    asr, decode = _load_recognizer(model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads)
     transcripts = asr.transcribe_files(list(files), decode, progress=len(files) > 1 and sys.stderr.isatty())
     for transcript in transcripts:
         if transcript.error:
@@ -196,7 +207,7 @@ def transcribe(files, model_name, beam, ctc_weight, device, threads, as_json):
 @_asr_options
 @click.option("--report", type=click.Path(dir_okay=False, path_type=str),
               help="Write a per-utterance TSV (id, ref, hyp, sub, del, ins, error) here.")
-def evaluate(manifest, model_name, beam, ctc_weight, device, threads, report):
+def evaluate(manifest, model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads, report):
     """Transcribe a test manifest and print WER, CER (normalised text) and real-time factor.
 
     Utterances that fail to read count as all-deleted, are listed on stderr, and make the exit
@@ -206,7 +217,7 @@ def evaluate(manifest, model_name, beam, ctc_weight, device, threads, report):
     Example:
       speechs2s evaluate --model exp/fsdd/final --manifest data/fsdd_test.jsonl --report exp/fsdd/test.tsv
     """
-    asr, decode = _load_recognizer(model_name, beam, ctc_weight, device, threads)
+    asr, decode = _load_recognizer(model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads)
     evaluation = asr.evaluate(manifest, decode, progress=sys.stderr.isatty())
     for row in evaluation.rows:
         if row["error"]:
@@ -216,6 +227,42 @@ def evaluate(manifest, model_name, beam, ctc_weight, device, threads, report):
     click.echo(evaluation.summary())
     if any(row["error"] for row in evaluation.rows):
         sys.exit(1)
+
+
+@main.command("tune-lm")
+@click.option("--manifest", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="Dev manifest (audio + text) to choose the weights on; not your test set, nor text the LM saw.")
+@_asr_options
+@click.option("--weights", default="0.1,0.2,0.3,0.4,0.5", show_default=True, help="LM weights to try (0 is always tried).")
+@click.option("--bonuses", default="0,0.5,1,1.5", show_default=True, help="Length bonuses to try with each weight.")
+def tune_lm(manifest, model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads, weights, bonuses):
+    """Choose the LM weight and length bonus with the lowest WER on MANIFEST and store them with the LM.
+
+    They go to fusion.json in the LM's folder, with the WER of every pair tried; --lm DIR then uses them.
+
+    \b
+    Example:
+      speechs2s tune-lm --model default --lm exp/lm_lstm/final --manifest data/joe_dev_tune.jsonl
+    """
+    from speechs2s.fusion import tune_fusion
+
+    if not lm:
+        raise ConfigError("tune-lm: --lm DIR is required")
+    grids = [_floats(weights, "--weights"), _floats(bonuses, "--bonuses")]
+    asr, decode = _load_recognizer(model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads)
+    report = tune_fusion(asr, lm, manifest, *grids, decode, progress=sys.stderr.isatty())
+    for run in report["runs"]:
+        click.echo(f"lm_weight {run['lm_weight']:g}  length_bonus {run['length_bonus']:g}  WER {run['wer']:.2f}%  CER {run['cer']:.2f}%")
+    best = report["best"]
+    click.echo(f"best: lm_weight {best['lm_weight']:g}, length_bonus {best['length_bonus']:g} (WER {best['wer']:.2f}%), "
+               f"stored in {lm}")
+
+
+def _floats(text: str, option: str) -> list[float]:
+    try:
+        return [float(value) for value in text.split(",") if value.strip()]
+    except ValueError:
+        raise ConfigError(f"{option}: expected comma-separated numbers, got {text!r}") from None
 
 
 @main.command()

@@ -66,6 +66,12 @@ def collate_vocoder(items: list[dict | None]) -> dict | None:
     }
 
 
+def collate_text(items: list[dict]) -> dict:
+    """``{"ids", "tokens": (B, L), "token_lengths": (B,), "skipped": 0}`` for a language model."""
+    tokens, token_lengths = _pad([item["tokens"] for item in items])
+    return {"ids": [item["id"] for item in items], "tokens": tokens, "token_lengths": token_lengths, "skipped": 0}
+
+
 def _pad(sequences: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """``(B, T_max, ...)`` zero-padded along the first dim, and the lengths ``LongTensor (B,)``."""
     lengths = torch.tensor([len(sequence) for sequence in sequences], dtype=torch.long)

@@ -217,3 +217,36 @@ class VocoderDataset(AudioDataset):
         first = int(torch.randint((wav.numel() - samples) // hop + 1, (), generator=generator))
         mel = self.log_mel(wav)[first : first + self.segment_frames]
         return {"id": self.entries[index]["id"], "wav": wav[first * hop : first * hop + samples], "mel": mel}
+
+
+class TextDataset(Dataset):
+    """Language-model items ``{"id", "tokens": LongTensor (L,)}`` from sentences: a text file (one
+    sentence per line, blank lines skipped) or a manifest's ``text``. Sentences with no tokens are left out
+    (counted in ``skipped``). ``lengths`` are tokens per item plus one (``<eos>``), for bucketing."""
+
+    def __init__(self, path_or_texts: str | os.PathLike | list[str], tokenizer):
+        texts = read_sentences(path_or_texts) if isinstance(path_or_texts, (str, os.PathLike)) else path_or_texts
+        encoded = [tokenizer.encode(text) for text in texts]
+        self.tokens = [torch.tensor(ids, dtype=torch.long) for ids in encoded if ids]
+        self.skipped = len(encoded) - len(self.tokens)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(tokens) + 1 for tokens in self.tokens]
+
+    def __getitem__(self, index: int) -> dict:
+        return {"id": str(index), "tokens": self.tokens[index]}
+
+
+def read_sentences(path: str | os.PathLike) -> list[str]:
+    """Sentences of a text file (one per line, blank lines skipped) or of a JSONL manifest's ``text``."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        return [entry["text"] for entry in read_manifest(path) if isinstance(entry.get("text"), str)]
+    try:
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as error:
+        raise ManifestError(f"{path}: cannot read text ({error})") from None

@@ -15,6 +15,8 @@ decodes with its CTC head, one trained without CTC (``0``) with its attention de
 Scores are natural-log probabilities. The joint score of a hypothesis y is
 ``(1 - ctc_weight) * log p_att(y, eos) + ctc_weight * log p_ctc(y)``, where the CTC part is
 accumulated from prefix scores (Watanabe et al., 2017, "Hybrid CTC/attention architecture").
+With a language model (shallow fusion, ``speechs2s.models.lm``), beam search adds
+``lm_weight * log p_lm(y, eos) + length_bonus * len(y)``.
 """
 import dataclasses
 import math
@@ -39,6 +41,9 @@ class DecodeConfig:
     CTC prefix beam search.
     length_penalty: finished hypotheses are ranked by ``score / (tokens + 1) ** length_penalty``.
     max_len_ratio: at most ``ceil(max_len_ratio * encoder_frames)`` tokens per utterance.
+    lm_weight, length_bonus: shallow fusion with a language model passed to :func:`decode` (beam mode
+    only): ``lm_weight * log p_lm`` per token and ``length_bonus`` per non-eos token, which offsets the
+    LM's preference for short hypotheses.
     """
 
     mode: Literal["beam", "greedy", "ctc_greedy"] = "beam"
@@ -46,6 +51,8 @@ class DecodeConfig:
     ctc_weight: float = 0.3
     length_penalty: float = 1.0
     max_len_ratio: float = 1.0
+    lm_weight: float = 0.0
+    length_bonus: float = 0.0
 
     def __post_init__(self):
         if self.mode not in ("beam", "greedy", "ctc_greedy"):
@@ -54,6 +61,8 @@ class DecodeConfig:
             raise ValueError(f"DecodeConfig.beam_size must be >= 1, got {self.beam_size}")
         if not 0.0 <= self.ctc_weight <= 1.0:
             raise ValueError(f"DecodeConfig.ctc_weight must be in [0, 1], got {self.ctc_weight}")
+        if self.lm_weight < 0:
+            raise ValueError(f"DecodeConfig.lm_weight must be >= 0, got {self.lm_weight}")
 
 
 @dataclass
@@ -78,8 +87,11 @@ def search_ctc_weight(model, requested: float) -> float:
 
 @torch.no_grad()
 def decode(model, features: torch.Tensor, feature_lengths: torch.Tensor, config: DecodeConfig,
-           eos_id: int, blank_id: int = 0) -> list[list[int]]:
-    """Features ``(B, T, M)`` with lengths ``(B,)`` -> the best token list of each utterance."""
+           eos_id: int, blank_id: int = 0, lm=None) -> list[list[int]]:
+    """Features ``(B, T, M)`` with lengths ``(B,)`` -> the best token list of each utterance.
+
+    ``lm``: a language model with the decoding protocol of ``speechs2s.models.lm`` over the same tokens,
+    fused into the joint attention/CTC beam search with ``config.lm_weight`` (other modes ignore it)."""
     enc, enc_lengths = model.encode(features, feature_lengths)
     weight = search_ctc_weight(model, config.ctc_weight if config.mode == "beam" else 0.5)
     if config.mode == "ctc_greedy" and weight == 0:
@@ -93,7 +105,7 @@ def decode(model, features: torch.Tensor, feature_lengths: torch.Tensor, config:
         return [ctc_prefix_beam_search(utterance[:length], config.beam_size, blank_id)[0].tokens
                 for utterance, length in zip(log_probs, enc_lengths.tolist())]
     search = dataclasses.replace(config, ctc_weight=weight)
-    return [hyps[0].tokens for hyps in beam_search(model, enc, enc_lengths, search, eos_id, blank_id)]
+    return [hyps[0].tokens for hyps in beam_search(model, enc, enc_lengths, search, eos_id, blank_id, lm)]
 
 
 def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank_id: int = 0) -> list[list[int]]:
@@ -198,7 +210,7 @@ def _log_recursion(inputs: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
 
 
 def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: DecodeConfig,
-                eos_id: int, blank_id: int = 0) -> list[list[Hypothesis]]:
+                eos_id: int, blank_id: int = 0, lm=None) -> list[list[Hypothesis]]:
     """Batched joint attention/CTC beam search over ``B`` utterances with ``K = beam_size`` beams each.
 
     Each step scores the ``pre_beam`` best attention continuations of every live hypothesis (all of
@@ -206,7 +218,9 @@ def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: Dec
     chose eos among the ``K`` best candidates and keeps the ``K`` best non-eos ones alive. An
     utterance is done once it has ``K`` finished hypotheses or reaches its maximum length, where
     every live hypothesis is ended with eos. Returns per utterance its finished hypotheses, best first
-    by ``score / (len + 1) ** length_penalty``.
+    by ``score / (len + 1) ** length_penalty``. With ``lm`` (and ``config.lm_weight > 0``) the
+    candidates are pre-selected on the attention and LM scores together, and each step adds
+    ``lm_weight * log p_lm`` and, for non-eos tokens, ``length_bonus``.
     """
     B, K = len(enc), config.beam_size
     device = enc.device
@@ -222,6 +236,8 @@ def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: Dec
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     searching = list(range(B))  # utterances still searched, in row order (K rows each); done ones leave the batch
     pre_beam = int(1.5 * K) + 1 if ctc else K + 1  # attention candidates per hypothesis and step
+    fusion = lm is not None and config.lm_weight > 0
+    lm_state = lm.init_state(B * K, device) if fusion else None
 
     for step in range(max(limit) + 1):
         n = len(searching)
@@ -231,13 +247,18 @@ def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: Dec
         at_limit = torch.tensor([step >= limit[b] for b in searching], device=device).repeat_interleave(K)
         only_eos = torch.arange(log_probs.shape[-1], device=device) == eos_id
         log_probs[at_limit] = torch.where(only_eos, log_probs[at_limit], NEG_INF)  # must end now
-        att, candidates = log_probs.topk(min(pre_beam, log_probs.shape[-1]), -1)  # (n K, C)
-        joint = att
+        if fusion:
+            lm_log_probs, lm_state = lm.decode_step(prev, lm_state)
+            bonus = torch.where(only_eos, 0.0, config.length_bonus)
+            log_probs = (1 - weight) * log_probs + config.lm_weight * lm_log_probs + bonus
+        else:
+            log_probs = (1 - weight) * log_probs
+        joint, candidates = log_probs.topk(min(pre_beam, log_probs.shape[-1]), -1)  # (n K, C)
         if ctc is not None:
             psi = ctc.prefix_scores(candidates)
             impossible = (psi == NEG_INF) | (ctc.score[:, None] == NEG_INF)  # avoid nan from inf - inf
             gain = torch.where(impossible, NEG_INF, psi - ctc.score[:, None])
-            joint = (1 - weight) * att + weight * gain
+            joint = joint + weight * gain
         C = candidates.shape[1]
         total = (scores.reshape(-1, 1) + joint).reshape(n, K * C)
         is_eos = candidates.reshape(n, K * C) == eos_id
@@ -258,6 +279,8 @@ def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: Dec
         parents = (kept[:, None] * K + best // C).reshape(-1)
         tokens = candidates.reshape(n, K * C)[kept].gather(1, best).reshape(-1)
         state = model.reorder_state(state, parents)
+        if fusion:
+            lm_state = lm.reorder_state(lm_state, parents)
         if ctc is not None:
             ctc.advance(parents, tokens, psi.reshape(n, K * C)[kept].gather(1, best).reshape(-1))
         prefixes = [prefixes[p] + [t] for p, t in zip(parents.tolist(), tokens.tolist())]

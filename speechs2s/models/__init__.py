@@ -13,6 +13,7 @@ MODELS = {
     "tacotron2": ("speechs2s.models.tts_tacotron", "Tacotron2", "Tacotron2Config"),
     "fastspeech": ("speechs2s.models.tts_fastspeech", "FastSpeech", "FastSpeechConfig"),
     "hifigan": ("speechs2s.models.vocoder", "HiFiGAN", "HiFiGANConfig"),
+    "lstm_lm": ("speechs2s.models.lm", "LSTMLM", "LSTMLMConfig"),
 }
 
 

@@ -97,7 +97,7 @@ class TrainerSection:
 
 @dataclass
 class TrainConfig:
-    task: Literal["asr", "tts", "vocoder"] = "asr"
+    task: Literal["asr", "tts", "vocoder", "lm"] = "asr"
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)

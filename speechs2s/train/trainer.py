@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -63,10 +64,11 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             raise ConfigError(f"trainer.out_dir: {out_dir} already holds a run; pass --resume to continue it "
                               "or choose another out_dir")
         features = task_features(config)
-        train_entries = read_manifest(config.data.train, check_files=True)
+        read = read_text_entries if config.task == "lm" else partial(read_manifest, check_files=True)
+        train_entries = read(config.data.train)
         if not train_entries:
             raise ConfigError(f"data.train: {config.data.train} has no entries")
-        valid_entries = read_manifest(config.data.valid, check_files=True)  # its errors too come before anything is written
+        valid_entries = read(config.data.valid)  # its errors too come before anything is written
         check_entry_keys(config, {config.data.train: train_entries, config.data.valid: valid_entries})
         tokenizer = prepare_tokenizer(config, train_entries, rank, resume)
         train_set, valid_set, collate = build_datasets(config, train_entries, tokenizer, features)
@@ -91,6 +93,13 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
 
 # ---------------------------------------------------------------------------------------------
 # Building the pieces from a config (the task -> dataset mapping is the only branch on the task)
+
+
+def read_text_entries(path: str) -> list[dict]:
+    """A language model's sentences (text file or manifest) as entries ``{"id", "text"}``."""
+    from speechs2s.data.datasets import read_sentences
+
+    return [{"id": f"{path}:{number}", "text": text} for number, text in enumerate(read_sentences(path), 1)]
 
 
 def task_features(config: TrainConfig):
@@ -168,6 +177,9 @@ def build_datasets(config: TrainConfig, train_entries: list[dict], tokenizer, fe
     if config.task == "vocoder":
         return (datasets.VocoderDataset(train_entries, features, seed=seed),
                 datasets.VocoderDataset(data.valid, features, seed=seed), collate.collate_vocoder)
+    if config.task == "lm":
+        return (datasets.TextDataset([entry["text"] for entry in train_entries], tokenizer),
+                datasets.TextDataset(data.valid, tokenizer), collate.collate_text)
     dataset_cls, collate_fn = {"asr": (datasets.ASRDataset, collate.collate_asr),
                                "tts": (datasets.TTSDataset, collate.collate_tts)}[config.task]
     transform = None
