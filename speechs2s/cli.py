@@ -252,9 +252,10 @@ def tune_lm(manifest, model_name, beam, ctc_weight, lm, lm_weight, length_bonus,
     asr, decode = _load_recognizer(model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads)
     report = tune_fusion(asr, lm, manifest, *grids, decode, progress=sys.stderr.isatty())
     for run in report["runs"]:
-        click.echo(f"lm_weight {run['lm_weight']:g}  length_bonus {run['length_bonus']:g}  WER {run['wer']:.2f}%  CER {run['cer']:.2f}%")
+        click.echo(f"lm_weight {run['lm_weight']:g}  length_bonus {run['length_bonus']:g}  "
+                   f"WER {100 * run['wer']:.2f}%  CER {100 * run['cer']:.2f}%")
     best = report["best"]
-    click.echo(f"best: lm_weight {best['lm_weight']:g}, length_bonus {best['length_bonus']:g} (WER {best['wer']:.2f}%), "
+    click.echo(f"best: lm_weight {best['lm_weight']:g}, length_bonus {best['length_bonus']:g} (WER {100 * best['wer']:.2f}%), "
                f"stored in {lm}")
 
 

@@ -535,3 +535,11 @@ def read_scalars(log_dir: Path, tag: str) -> list[float]:
     accumulator = EventAccumulator(str(log_dir))
     accumulator.Reload()
     return [event.value for event in accumulator.Scalars(tag)]
+
+
+def test_time_budget_ends_the_run_like_max_steps(tmp_path):
+    """trainer.max_minutes: the run stops at the first step past the budget, validated, saved and averaged."""
+    trainer, final = run_tiny(tmp_path, model={"delay": 0.05}, trainer={"max_steps": 1000, "max_minutes": 0.01})
+    assert 0 < trainer.step < 1000 and final == tmp_path / "final"
+    assert f"step-{trainer.step:06d}" in trainer.valid_losses
+    assert (tmp_path / "checkpoints" / f"step-{trainer.step:06d}").is_dir()

@@ -88,11 +88,14 @@ class TrainerSection:
     seed: int = 0
     out_dir: str = "exp/run"
     device: str | None = None  # default: cuda if available else cpu (under torchrun: cuda:LOCAL_RANK)
+    max_minutes: float | None = None  # time budget: stop (validate, save, average) after this many minutes of training
     init_from: str | None = None  # checkpoint (folder, out_dir or bundled name) whose weights and tokenizer start a new run; of another model: the tensors of equal name and shape
 
     def __post_init__(self):
         _require_positive(self, "trainer", ["max_steps", "valid_every", "ckpt_every", "log_every", "average_last"])
         _require_positive(self, "trainer", ["keep_best"], allow_zero=True)
+        if self.max_minutes is not None:
+            _require_positive(self, "trainer", ["max_minutes"])
 
 
 @dataclass

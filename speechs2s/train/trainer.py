@@ -297,17 +297,23 @@ class Trainer:
                 progress = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True)
         self.module.train()
         batches = self._batches()
+        deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else None
         try:
             with StopOnSignal() as stop:
                 while self.step < cfg.max_steps:
                     values, stop_requested = self._train_step(batches, stop)
                     stepped = values is not None
+                    last = stepped and (self.step == cfg.max_steps or self._past(deadline))
                     if stepped:
                         self._record(values, progress)
-                        if self.step % cfg.valid_every == 0 or self.step == cfg.max_steps:
+                        if self.step % cfg.valid_every == 0 or last:
                             self.validate()
-                    if stop_requested or (stepped and (self.step % cfg.ckpt_every == 0 or self.step == cfg.max_steps)):
+                    if stop_requested or (stepped and (self.step % cfg.ckpt_every == 0 or last)):
                         path = self.save()
+                    if last:
+                        if self.step < cfg.max_steps:
+                            self._say(f"trainer.max_minutes: {cfg.max_minutes:g} min reached at step {self.step}")
+                        break
                     if stop_requested:
                         self._say(f"stopped by {stop.requested} at step {self.step}: saved {path}; "
                                   "continue with --resume")
@@ -319,6 +325,15 @@ class Trainer:
             if self.writer is not None:
                 self.writer.close()
         return self.finish()
+
+    def _past(self, deadline: float | None) -> bool:
+        """Whether the time budget is spent (decided by rank 0, so that every rank stops at the same step)."""
+        if deadline is None:
+            return False
+        late = torch.tensor(float(time.monotonic() > deadline), device=self.device)
+        if self.world_size > 1:
+            dist.broadcast(late, 0)
+        return bool(late)
 
     def _batches(self):
         """Endless training batches; ``epoch`` and ``position`` count the ones handed out."""
