@@ -51,11 +51,12 @@ class TiedModel(nn.Module):
 
 
 CONFIG = {"task": "asr", "model": {"name": "tied_test", "vocab_size": 10, "dim": 4}, "features": {}}
+TIED_SPEC = models.ModelSpec("tied_test", models.ASR, TiedModel, TiedConfig)
 
 
 @pytest.fixture(autouse=True)
 def tied_registered(monkeypatch):
-    monkeypatch.setitem(models.MODELS, "tied_test", ("test_checkpoint", "TiedModel", "TiedConfig"))
+    monkeypatch.setitem(models.MODELS, "tied_test", TIED_SPEC)
 
 
 def make_model(value: float | None = None, updates: int = 0) -> TiedModel:
@@ -182,8 +183,8 @@ KILLED_WRITER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {tests!r})
     from speechs2s import checkpoint, models
-    models.MODELS["tied_test"] = ("test_checkpoint", "TiedModel", "TiedConfig")
-    from test_checkpoint import CONFIG, make_model
+    from test_checkpoint import CONFIG, TIED_SPEC, make_model
+    models.MODELS["tied_test"] = TIED_SPEC
 
     real_write = checkpoint._write
     def stalled_write(path, data):  # write half of the first file, then hang until killed

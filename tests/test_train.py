@@ -26,7 +26,7 @@ from speechs2s.errors import ConfigError, SpeechS2SError
 from speechs2s.train import trainer as trainer_module
 from speechs2s.train.config import TrainConfig, from_dict, load_config
 from speechs2s.train.schedule import build_scheduler, cosine, noam
-from speechs2s.train.trainer import SeededItems, Trainer
+from speechs2s.train.trainer import Trainer
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -83,12 +83,17 @@ class TinyModel(nn.Module):
 
 class TinyDataset(torch.utils.data.Dataset):
     """``n`` utterances of random frames ``(T, M)``; the target is a fixed function of the frames.
-    Each read adds a little noise from the global torch RNG (as augmentation would)."""
+    Each read adds a little noise (as augmentation would) from a generator seeded by
+    ``(epoch, index)``, as the real datasets do."""
 
     def __init__(self, n: int, seed: int = 0, frames: tuple[int, int] = (5, 20)):
         generator = torch.Generator().manual_seed(seed)
         self.lengths = torch.randint(frames[0], frames[1] + 1, (n,), generator=generator).tolist()
         self.frames = [torch.randn(length, N_MELS, generator=generator) for length in self.lengths]
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self):
         return len(self.frames)
@@ -96,7 +101,12 @@ class TinyDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         frames = self.frames[index]
         target = torch.tanh(frames.mean(0) @ torch.tensor([1.0, -2.0, 0.5, 1.5]))
-        return {"id": f"utt{index}", "features": frames + 0.01 * torch.randn_like(frames), "target": target}
+        generator = torch.Generator().manual_seed(self.epoch * 100_003 + index)
+        noise = torch.randn(frames.shape, generator=generator)
+        return {"id": f"utt{index}", "features": frames + 0.01 * noise, "target": target}
+
+
+TINY_SPEC = models.ModelSpec("tiny_test", models.ASR, TinyModel, TinyConfig)
 
 
 def collate_tiny(items: list[dict]) -> dict:
@@ -135,7 +145,7 @@ def run_tiny(out_dir, resume: bool = False, model: dict | None = None, train_siz
 @pytest.fixture(autouse=True)
 def tiny_registered(monkeypatch):
     """Make ``tiny_test`` a registered model so checkpoints of it load with ``load_checkpoint``."""
-    monkeypatch.setitem(models.MODELS, "tiny_test", ("test_train", "TinyModel", "TinyConfig"))
+    monkeypatch.setitem(models.MODELS, "tiny_test", TINY_SPEC)
 
 
 def assert_same_weights(a: dict, b: dict):
@@ -200,8 +210,8 @@ SUBPROCESS = textwrap.dedent("""
     torch.set_num_threads(1)
     sys.path.insert(0, {tests!r})
     from speechs2s import models
-    models.MODELS["tiny_test"] = ("test_train", "TinyModel", "TinyConfig")
-    from test_train import run_tiny
+    from test_train import TINY_SPEC, run_tiny
+    models.MODELS["tiny_test"] = TINY_SPEC
     trainer, path = run_tiny({out!r}, model={{"delay": 0.03}}, trainer={{"max_steps": 40}})
     print("result", path, trainer.step, flush=True)
 """)
@@ -232,7 +242,7 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 60) -> None
 def reference_40(tmp_path_factory):
     """Weights after an uninterrupted 40-step run (the subprocess tests' target)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(models.MODELS, "tiny_test", ("test_train", "TinyModel", "TinyConfig"))
+        patch.setitem(models.MODELS, "tiny_test", TINY_SPEC)
         trainer, _ = run_tiny(tmp_path_factory.mktemp("reference"), trainer={"max_steps": 40})
     return params(trainer)
 
@@ -306,8 +316,8 @@ DDP_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from safetensors.torch import save_file
     from speechs2s import models
-    models.MODELS["tiny_test"] = ("test_train", "TinyModel", "TinyConfig")
-    from test_train import run_tiny
+    from test_train import TINY_SPEC, run_tiny
+    models.MODELS["tiny_test"] = TINY_SPEC
     trainer, _ = run_tiny({out!r}, model={{"dropout": 0.0}}, frames=(10, 10), train_size=16,
                           data={{"max_frames": 40}}, optim={{"accum_steps": 1, "grad_clip": 0.0}},
                           trainer={{"max_steps": 1}})
@@ -341,7 +351,7 @@ def test_ddp_gradients_match_single_process(tmp_path):
     # one process, same initial weights, loss over the union of both ranks' batches
     torch.manual_seed(0)
     model = TinyModel(TinyConfig(dropout=0.0))
-    items = SeededItems(TinyDataset(16, frames=(10, 10)), seed=0)
+    items = TinyDataset(16, frames=(10, 10))
     batch = collate_tiny([items[int(i.removeprefix("utt"))] for i in ids[0] + ids[1]])
     model(batch)["loss"].backward()
     for name, p in model.named_parameters():
