@@ -211,7 +211,7 @@ def load_checkpoint(name_or_dir: str | Path, device: str | torch.device | None =
     except ConfigError as error:
         raise CheckpointError(f"{directory / 'config.json'}: {error}") from None
     if task is not None and spec.task.name != task:
-        raise CheckpointError(f"{name_or_dir}: is a {spec.task.name} checkpoint ({spec.name}), not a {task} model")
+        raise CheckpointError(f"{name_or_dir}: holds a {spec.name} model for task {spec.task.name}, not {task}")
     has_tokenizer = (directory / "tokenizer.json").exists()
     if task is not None and spec.task.text and not has_tokenizer:
         raise CheckpointError(f"{name_or_dir}: tokenizer.json is missing")

@@ -257,3 +257,24 @@ def test_average_numerics_and_cli(tmp_path):
     save_checkpoint(tmp_path / "other", {"w": torch.zeros(3)}, CONFIG)
     result = CliRunner().invoke(main, ["average", str(tmp_path / "bad"), str(folders[0]), str(tmp_path / "other")])
     assert result.exit_code == 1 and "differ in names or shapes" in result.output
+
+
+def test_every_loader_checks_the_kind_of_checkpoint(tmp_path):
+    """load_asr / load_tts / load_vocoder share one check: the model's registered task, and the
+    tokenizer a text model needs (before any weights are read)."""
+    from speechs2s import load_asr, load_tts, load_vocoder
+
+    with pytest.raises(CheckpointError, match="tts-default: holds a fastspeech model for task tts, not asr"):
+        load_asr("tts-default", "cpu")
+    with pytest.raises(CheckpointError, match="asr-default: holds a transformer_asr model for task asr, not tts"):
+        load_tts("asr-default", "cpu")
+    with pytest.raises(CheckpointError, match="tts-transformer: holds a transformer_tts model for task tts, not vocoder"):
+        load_vocoder("tts-transformer", "cpu")
+    save_checkpoint(tmp_path / "untokenized", make_model(), CONFIG)  # tied_test is registered for asr
+    with pytest.raises(CheckpointError, match="untokenized: tokenizer.json is missing"):
+        load_asr(tmp_path / "untokenized", "cpu")
+    unknown = json.loads((tmp_path / "untokenized/config.json").read_text())
+    unknown["model"]["name"] = "tied_tset"
+    (tmp_path / "untokenized/config.json").write_text(json.dumps(unknown))
+    with pytest.raises(CheckpointError, match=r"config.json: model.name: unknown model 'tied_tset' \(did you mean tied_test\?\)"):
+        load_checkpoint(tmp_path / "untokenized")

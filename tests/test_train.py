@@ -442,10 +442,46 @@ def test_config_loads_with_overrides(tmp_path):
     (GOOD, ["optim.lr.peak=1"], r"--set optim.lr.peak: optim.lr is not a section"),
     (GOOD.replace("valid.jsonl}}", "missing.jsonl}}"), [], r"data\.valid: manifest .*missing\.jsonl does not exist"),
     ("task: asr\noptim: [1, 2\n", [], r"config\.yaml line \d+: invalid YAML"),
+    (GOOD, ["model.name=transformer_asrr"], r"model\.name: unknown model 'transformer_asrr' \(did you mean transformer_asr\?\)"),
+    (GOOD, ["model.options.d_modle=96"], r"model\.options\.d_modle: unknown option of transformer_asr \(did you mean model\.options\.d_model\?\)"),
+    (GOOD, ["model.options.d_model=wide"], r"model\.options\.d_model: expected int, got 'wide'"),
+    (GOOD, ["model.options.ctc_weight=1.5"], r"model\.options: ctc_weight must be in \[0, 1\]"),
+    (GOOD, ["model.options.n_heads=5"], r"model\.options: d_model=64 is not divisible by n_heads=5"),
+    (GOOD, ["model.options.n_mels=40"], r"model\.options\.n_mels: 40 disagrees with the data \(80\)"),
+    (GOOD, ["task=tts"], r"task: tts, but model transformer_asr is for task asr"),
+    (GOOD, ["data.spec_augment={freq_mask: 2}"], r"data\.spec_augment\.freq_mask: unknown key \(did you mean data\.spec_augment\.freq_masks\?\)"),
+    (GOOD, ["data.features={hop: 100}"], r"data\.features\.hop: unknown feature option"),
 ])
 def test_config_errors_name_the_key(tmp_path, text, overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(write_config(tmp_path, text), overrides)
+
+
+def test_task_follows_the_model(tmp_path):
+    config = load_config(write_config(tmp_path, GOOD.replace("task: asr", "")))
+    assert config.task == "asr"
+    config = load_config(write_config(tmp_path, GOOD.replace("task: asr", "")),
+                         ["model.name=transformer_tts", "model.options={guided_weight: 1, d_model: 64}"])
+    assert config.task == "tts" and config.model.options["guided_weight"] == 1.0  # ints widen to floats
+
+
+def test_cli_train_checks_the_whole_config_before_reading_or_writing(tmp_path):
+    """The bundled tiny ASR config with ``--set task=tts``: one ``error:`` line, no output folder,
+    and the manifests (unreadable here, as they would fail if read) are not opened."""
+    from click.testing import CliRunner
+
+    from speechs2s.cli import main
+
+    for manifest in ("train.jsonl", "valid.jsonl"):
+        (tmp_path / manifest).write_text("this line is not JSON\n")
+    out_dir = tmp_path / "exp"
+    result = CliRunner().invoke(main, ["train", str(REPO / "configs/asr_transformer_tiny.yaml"), "--set", "task=tts",
+                                       "--set", f"data.train={tmp_path}/train.jsonl",
+                                       "--set", f"data.valid={tmp_path}/valid.jsonl", "--set", f"trainer.out_dir={out_dir}"])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == ["error: task: tts, but model transformer_asr is for task asr "
+                                          "(leave task out: it follows the model)"]
+    assert not out_dir.exists()
 
 
 def test_train_stops_when_no_training_audio_is_readable(tmp_path):

@@ -171,7 +171,7 @@ def check_model(config: TrainConfig) -> None:
     if config.task is None:
         config.task = spec.task.name
     elif config.task != spec.task.name:
-        raise ConfigError(f"task: {config.task}, but model.name {spec.name} is a {spec.task.name} model "
+        raise ConfigError(f"task: {config.task}, but model {spec.name} is for task {spec.task.name} "
                           "(leave task out: it follows the model)")
     unused = {"features": not spec.task.audio and config.data.features,
               "speed_perturb": not spec.task.text and config.data.speed_perturb is not None,
