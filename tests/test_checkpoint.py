@@ -260,9 +260,9 @@ def test_average_numerics_and_cli(tmp_path):
 
 
 def test_every_loader_checks_the_kind_of_checkpoint(tmp_path):
-    """load_asr / load_tts / load_vocoder share one check: the model's registered task, and the
+    """load_asr / load_tts / load_vocoder / load_lm share one check: the model's registered task, and the
     tokenizer a text model needs (before any weights are read)."""
-    from speechs2s import load_asr, load_tts, load_vocoder
+    from speechs2s import load_asr, load_lm, load_tts, load_vocoder
 
     with pytest.raises(CheckpointError, match="tts-default: holds a fastspeech model for task tts, not asr"):
         load_asr("tts-default", "cpu")
@@ -270,6 +270,8 @@ def test_every_loader_checks_the_kind_of_checkpoint(tmp_path):
         load_tts("asr-default", "cpu")
     with pytest.raises(CheckpointError, match="tts-transformer: holds a transformer_tts model for task tts, not vocoder"):
         load_vocoder("tts-transformer", "cpu")
+    with pytest.raises(CheckpointError, match="asr-default: holds a transformer_asr model for task asr, not lm"):
+        load_lm("asr-default", "cpu")
     save_checkpoint(tmp_path / "untokenized", make_model(), CONFIG)  # tied_test is registered for asr
     with pytest.raises(CheckpointError, match="untokenized: tokenizer.json is missing"):
         load_asr(tmp_path / "untokenized", "cpu")

@@ -120,7 +120,7 @@ def tiny_config(out_dir, **sections) -> TrainConfig:
     raw = {
         "task": "asr",
         "model": {"name": "tiny_test"},
-        "data": {"max_frames": 60, "num_workers": 0},
+        "data": {"max_frames": 60, "num_workers": 0, "feature_stats": False},
         "optim": {"lr": 0.02, "warmup_steps": 3, "grad_clip": 1.0, "accum_steps": 2},
         "trainer": {"max_steps": 12, "valid_every": 4, "ckpt_every": 4, "log_every": 2, "keep_best": 1,
                     "average_last": 2, "amp": "off", "seed": 0, "out_dir": str(out_dir), "device": "cpu"},
@@ -451,6 +451,10 @@ def test_config_loads_with_overrides(tmp_path):
     (GOOD, ["task=tts"], r"task: tts, but model transformer_asr is for task asr"),
     (GOOD, ["data.spec_augment={freq_mask: 2}"], r"data\.spec_augment\.freq_mask: unknown key \(did you mean data\.spec_augment\.freq_masks\?\)"),
     (GOOD, ["data.features={hop: 100}"], r"data\.features\.hop: unknown feature option"),
+    (GOOD, ["task=null", "model.name=lstm_lm", "model.options={}"],
+     r"data\.feature_stats: model lstm_lm does not use it; set data\.feature_stats=false"),
+    (GOOD, ["task=vocoder", "model.name=hifigan", "model.options={}", "data.feature_stats=false", "data.speed_perturb=[1.0]"],
+     r"data\.speed_perturb: model hifigan does not use it"),
 ])
 def test_config_errors_name_the_key(tmp_path, text, overrides, message):
     with pytest.raises(ConfigError, match=message):
