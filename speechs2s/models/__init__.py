@@ -4,8 +4,9 @@ A :class:`ModelSpec` per model name carries its class, its typed config (compose
 sub-configs: ``ASRHeadConfig``, ``AcousticConfig``, ``TransformerTextEncoderConfig``,
 ``AttentionLossConfig``), its presets, the manifest keys it trains on and its :class:`Task`: the
 data reader, dataset, collate function and feature defaults of training, and the kind of checkpoint
-that ``load_asr`` / ``load_tts`` / ``load_vocoder`` / ``load_lm`` accept. Adding a model = one ``ModelSpec`` line in
-:data:`MODELS`; the config loader, trainer and checkpoint loader read everything from it.
+that ``load_asr`` / ``load_tts`` / ``load_vocoder`` / ``load_lm`` accept. Adding a model = one
+``ModelSpec`` line in :data:`MODELS`; the config loader, trainer and checkpoint loader read
+everything from it.
 """
 import dataclasses
 import difflib
@@ -53,7 +54,6 @@ ASR = Task("asr", read_audio_entries, ASRDataset, collate_asr, ASR_FEATURES)
 TTS = Task("tts", read_audio_entries, TTSDataset, collate_tts, TTS_FEATURES)
 VOCODER = Task("vocoder", read_audio_entries, VocoderDataset, collate_vocoder, TTS_FEATURES, text=False)
 LM = Task("lm", read_text_entries, TextDataset, collate_text, None)
-TASKS = {task.name: task for task in (ASR, TTS, VOCODER, LM)}
 
 
 @dataclass(frozen=True)
