@@ -9,7 +9,8 @@ import importlib
 __version__ = "0.1.0"
 
 # public name -> module defining it; imported on first use so that ``import speechs2s`` stays fast
-_LAZY = {"load_asr": "speechs2s.asr", "load_tts": "speechs2s.tts"}
+_LAZY = {"load_asr": "speechs2s.asr", "load_tts": "speechs2s.tts", "load_vocoder": "speechs2s.vocoder",
+         "load_lm": "speechs2s.lm"}
 __all__ = ["__version__", *_LAZY]
 
 

@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from speechs2s.audio import FeatureConfig, LogMel, audio_info, load_audio
-from speechs2s.decode.asr import DecodeConfig, decode
-from speechs2s.errors import AudioError, CheckpointError, ManifestError, SpeechS2SError
+from speechs2s.decode.asr import DecodeConfig
+from speechs2s.decode.asr import decode as decode_tokens  # `decode` names the DecodeConfig parameters below
+from speechs2s.errors import AudioError, ManifestError, SpeechS2SError
 from speechs2s.vad import VADConfig, file_frame_levels, frame_levels, has_speech, speech_segments
 
 Audio = str | Path | torch.Tensor  # a file, or a mono waveform (T,) at the model's sample rate
@@ -235,8 +236,8 @@ class ASR:
         features = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)  # (B, frames, M)
         dtype = next(self.model.parameters()).dtype
         tokenizer = self.tokenizer
-        tokens = decode(self.model, features.to(dtype), feature_lengths, config, tokenizer.eos_id, tokenizer.blank_id,
-                        self.lm)
+        tokens = decode_tokens(self.model, features.to(dtype), feature_lengths, config, tokenizer.eos_id,
+                               tokenizer.blank_id, self.lm)
         texts = [""] * len(batch)
         for i, ids in zip(wavs, tokens):
             texts[i] = self.tokenizer.decode(ids)
@@ -312,14 +313,12 @@ def load_asr(name_or_path: str | Path = "default", device: str | torch.device | 
     from speechs2s.checkpoint import load_checkpoint
     from speechs2s.utils import select_device
 
-    device = select_device(str(device) if device is not None else None)
+    device = select_device(device)
     model, tokenizer, config = load_checkpoint(name_or_path, device, task="asr")
-    if config.get("task", "asr") != "asr":
-        raise CheckpointError(f"{name_or_path}: is a {config['task']} checkpoint, not an ASR model")
-    if tokenizer is None:
-        raise CheckpointError(f"{name_or_path}: checkpoint has no tokenizer.json")
     if lm is not None:
-        options["lm"] = _load_lm(lm, tokenizer, device)
+        from speechs2s.lm import load_lm
+
+        options["lm"] = load_lm(lm, device, tokenizer)
         if "decode" not in options:
             from speechs2s.fusion import read_fusion
 
@@ -327,15 +326,3 @@ def load_asr(name_or_path: str | Path = "default", device: str | torch.device | 
             options["decode"] = DecodeConfig(lm_weight=weights.lm_weight, length_bonus=weights.length_bonus)
     return ASR(model, tokenizer, FeatureConfig.from_dict(config["features"]), device, **options)
 
-
-def _load_lm(name_or_path: str | Path, tokenizer, device):
-    """A language model checkpoint that shares ``tokenizer`` (else its ids mean other tokens)."""
-    from speechs2s.checkpoint import load_checkpoint
-
-    lm, lm_tokenizer, config = load_checkpoint(name_or_path, device, task="lm")
-    if config.get("task") != "lm":
-        raise CheckpointError(f"{name_or_path}: is a {config.get('task')} checkpoint, not a language model")
-    if lm_tokenizer is None or lm_tokenizer.to_dict() != tokenizer.to_dict():
-        raise CheckpointError(f"{name_or_path}: the language model was trained with another tokenizer than the ASR "
-                              "model's (train it with data.tokenizer.path = the ASR model's tokenizer.json)")
-    return lm

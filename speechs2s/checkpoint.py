@@ -195,21 +195,34 @@ def read_config(directory: Path) -> dict:
 
 def load_checkpoint(name_or_dir: str | Path, device: str | torch.device | None = None,
                     task: str | None = None):
-    """Load ``(model in eval mode, tokenizer or None, config dict)``; never unpickles."""
-    from speechs2s.models import build_model
+    """Load ``(model in eval mode, tokenizer or None, config dict)``; never unpickles.
+
+    With ``task`` (``"asr"``, ``"tts"``, ``"vocoder"``), the one kind check of every loader: the
+    checkpoint's model must be registered for that task (:data:`speechs2s.models.MODELS`), and a
+    model of a task with text must come with its ``tokenizer.json``."""
+    from speechs2s.errors import ConfigError
+    from speechs2s.models import model_spec
 
     directory = resolve_checkpoint(name_or_dir, task)
     config = read_config(directory)
-    weights = read_weights(directory)
     options = dict(config["model"])
-    model = build_model(options.pop("name"), options)
     try:
-        model.load_state_dict(weights)
+        spec = model_spec(options.pop("name", None))
+    except ConfigError as error:
+        raise CheckpointError(f"{directory / 'config.json'}: {error}") from None
+    if task is not None and spec.task.name != task:
+        raise CheckpointError(f"{name_or_dir}: holds a {spec.name} model for task {spec.task.name}, not {task}")
+    has_tokenizer = (directory / "tokenizer.json").exists()
+    if task is not None and spec.task.text and not has_tokenizer:
+        raise CheckpointError(f"{name_or_dir}: tokenizer.json is missing")
+    model = spec.build(options)
+    try:
+        model.load_state_dict(read_weights(directory))
     except RuntimeError as error:
         raise CheckpointError(f"{directory}: weights do not match the config: {str(error).splitlines()[0]}") from None
     model.to(device or "cpu").eval()
     tokenizer = None
-    if (directory / "tokenizer.json").exists():
+    if has_tokenizer:
         from speechs2s.text.tokenizers import Tokenizer
 
         tokenizer = Tokenizer.from_dict(_read_json(directory / "tokenizer.json"))

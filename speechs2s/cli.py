@@ -287,7 +287,7 @@ def durations(manifest, out, model_name, feature_cache, device, threads):
     """
     import torch
 
-    from speechs2s.tts import write_durations
+    from speechs2s.data.durations import write_durations
 
     if threads:
         torch.set_num_threads(threads)

@@ -3,8 +3,9 @@ import numpy as np
 import torch
 
 
-def select_device(name: str | None = None) -> torch.device:
-    """``name`` ("cpu", "cuda", "cuda:1", ...) or, when None, CUDA if available else CPU."""
+def select_device(name: str | torch.device | None = None) -> torch.device:
+    """``name`` ("cpu", "cuda", "cuda:1", ... or a ``torch.device``) checked against this machine or,
+    when None, CUDA if available else CPU. Every loader (``load_asr``, ``load_tts``, ...) uses it."""
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     from speechs2s.errors import SpeechS2SError

@@ -51,11 +51,12 @@ class TiedModel(nn.Module):
 
 
 CONFIG = {"task": "asr", "model": {"name": "tied_test", "vocab_size": 10, "dim": 4}, "features": {}}
+TIED_SPEC = models.ModelSpec("tied_test", models.ASR, TiedModel, TiedConfig)
 
 
 @pytest.fixture(autouse=True)
 def tied_registered(monkeypatch):
-    monkeypatch.setitem(models.MODELS, "tied_test", ("test_checkpoint", "TiedModel", "TiedConfig"))
+    monkeypatch.setitem(models.MODELS, "tied_test", TIED_SPEC)
 
 
 def make_model(value: float | None = None, updates: int = 0) -> TiedModel:
@@ -182,8 +183,8 @@ KILLED_WRITER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {tests!r})
     from speechs2s import checkpoint, models
-    models.MODELS["tied_test"] = ("test_checkpoint", "TiedModel", "TiedConfig")
-    from test_checkpoint import CONFIG, make_model
+    from test_checkpoint import CONFIG, TIED_SPEC, make_model
+    models.MODELS["tied_test"] = TIED_SPEC
 
     real_write = checkpoint._write
     def stalled_write(path, data):  # write half of the first file, then hang until killed
@@ -256,3 +257,26 @@ def test_average_numerics_and_cli(tmp_path):
     save_checkpoint(tmp_path / "other", {"w": torch.zeros(3)}, CONFIG)
     result = CliRunner().invoke(main, ["average", str(tmp_path / "bad"), str(folders[0]), str(tmp_path / "other")])
     assert result.exit_code == 1 and "differ in names or shapes" in result.output
+
+
+def test_every_loader_checks_the_kind_of_checkpoint(tmp_path):
+    """load_asr / load_tts / load_vocoder / load_lm share one check: the model's registered task, and the
+    tokenizer a text model needs (before any weights are read)."""
+    from speechs2s import load_asr, load_lm, load_tts, load_vocoder
+
+    with pytest.raises(CheckpointError, match="tts-default: holds a fastspeech model for task tts, not asr"):
+        load_asr("tts-default", "cpu")
+    with pytest.raises(CheckpointError, match="asr-default: holds a transformer_asr model for task asr, not tts"):
+        load_tts("asr-default", "cpu")
+    with pytest.raises(CheckpointError, match="tts-transformer: holds a transformer_tts model for task tts, not vocoder"):
+        load_vocoder("tts-transformer", "cpu")
+    with pytest.raises(CheckpointError, match="asr-default: holds a transformer_asr model for task asr, not lm"):
+        load_lm("asr-default", "cpu")
+    save_checkpoint(tmp_path / "untokenized", make_model(), CONFIG)  # tied_test is registered for asr
+    with pytest.raises(CheckpointError, match="untokenized: tokenizer.json is missing"):
+        load_asr(tmp_path / "untokenized", "cpu")
+    unknown = json.loads((tmp_path / "untokenized/config.json").read_text())
+    unknown["model"]["name"] = "tied_tset"
+    (tmp_path / "untokenized/config.json").write_text(json.dumps(unknown))
+    with pytest.raises(CheckpointError, match=r"config.json: model.name: unknown model 'tied_tset' \(did you mean tied_test\?\)"):
+        load_checkpoint(tmp_path / "untokenized")

@@ -123,10 +123,27 @@ def test_speed_perturb_reproducible_and_lengths_bound(fsdd_entries):
 
 def test_transforms_apply(fsdd_entries):
     dataset = ASRDataset(
-        fsdd_entries[:1], CharTokenizer(), transform=lambda f: f * 0, target_transform=lambda t: t[:2]
+        fsdd_entries[:1], CharTokenizer(), transform=lambda f, generator: f * 0, target_transform=lambda t: t[:2]
     )
     item = dataset[0]
     assert (item["features"] == 0).all() and item["tokens"].shape == (2,)
+
+
+def test_spec_augment_draws_from_the_items_generator(fsdd_entries):
+    """Masks depend on (seed, epoch, index) only, and reading an item leaves the global RNGs alone
+    (the trainer no longer reseeds them around every item)."""
+    def masked(epoch, seed=0):
+        dataset = ASRDataset(fsdd_entries[:4], CharTokenizer(), transform=SpecAugment(freq_width=20), seed=seed)
+        dataset.set_epoch(epoch)
+        return [dataset[i]["features"] for i in range(len(dataset))]
+
+    torch.manual_seed(123)
+    global_state = torch.get_rng_state()
+    first = masked(0)
+    assert torch.equal(torch.get_rng_state(), global_state)
+    torch.manual_seed(7)  # another global state: the same items
+    assert all(torch.equal(a, b) for a, b in zip(first, masked(0)))
+    assert not all(torch.equal(a, b) for a, b in zip(first, masked(1)))
 
 
 def test_vocoder_dataset(fsdd_entries):

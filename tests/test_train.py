@@ -26,7 +26,7 @@ from speechs2s.errors import ConfigError, SpeechS2SError
 from speechs2s.train import trainer as trainer_module
 from speechs2s.train.config import TrainConfig, from_dict, load_config
 from speechs2s.train.schedule import build_scheduler, cosine, noam
-from speechs2s.train.trainer import SeededItems, Trainer
+from speechs2s.train.trainer import Trainer
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -83,12 +83,17 @@ class TinyModel(nn.Module):
 
 class TinyDataset(torch.utils.data.Dataset):
     """``n`` utterances of random frames ``(T, M)``; the target is a fixed function of the frames.
-    Each read adds a little noise from the global torch RNG (as augmentation would)."""
+    Each read adds a little noise (as augmentation would) from a generator seeded by
+    ``(epoch, index)``, as the real datasets do."""
 
     def __init__(self, n: int, seed: int = 0, frames: tuple[int, int] = (5, 20)):
         generator = torch.Generator().manual_seed(seed)
         self.lengths = torch.randint(frames[0], frames[1] + 1, (n,), generator=generator).tolist()
         self.frames = [torch.randn(length, N_MELS, generator=generator) for length in self.lengths]
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self):
         return len(self.frames)
@@ -96,7 +101,12 @@ class TinyDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         frames = self.frames[index]
         target = torch.tanh(frames.mean(0) @ torch.tensor([1.0, -2.0, 0.5, 1.5]))
-        return {"id": f"utt{index}", "features": frames + 0.01 * torch.randn_like(frames), "target": target}
+        generator = torch.Generator().manual_seed(self.epoch * 100_003 + index)
+        noise = torch.randn(frames.shape, generator=generator)
+        return {"id": f"utt{index}", "features": frames + 0.01 * noise, "target": target}
+
+
+TINY_SPEC = models.ModelSpec("tiny_test", models.ASR, TinyModel, TinyConfig)
 
 
 def collate_tiny(items: list[dict]) -> dict:
@@ -110,7 +120,7 @@ def tiny_config(out_dir, **sections) -> TrainConfig:
     raw = {
         "task": "asr",
         "model": {"name": "tiny_test"},
-        "data": {"max_frames": 60, "num_workers": 0},
+        "data": {"max_frames": 60, "num_workers": 0, "feature_stats": False},
         "optim": {"lr": 0.02, "warmup_steps": 3, "grad_clip": 1.0, "accum_steps": 2},
         "trainer": {"max_steps": 12, "valid_every": 4, "ckpt_every": 4, "log_every": 2, "keep_best": 1,
                     "average_last": 2, "amp": "off", "seed": 0, "out_dir": str(out_dir), "device": "cpu"},
@@ -135,7 +145,7 @@ def run_tiny(out_dir, resume: bool = False, model: dict | None = None, train_siz
 @pytest.fixture(autouse=True)
 def tiny_registered(monkeypatch):
     """Make ``tiny_test`` a registered model so checkpoints of it load with ``load_checkpoint``."""
-    monkeypatch.setitem(models.MODELS, "tiny_test", ("test_train", "TinyModel", "TinyConfig"))
+    monkeypatch.setitem(models.MODELS, "tiny_test", TINY_SPEC)
 
 
 def assert_same_weights(a: dict, b: dict):
@@ -200,8 +210,8 @@ SUBPROCESS = textwrap.dedent("""
     torch.set_num_threads(1)
     sys.path.insert(0, {tests!r})
     from speechs2s import models
-    models.MODELS["tiny_test"] = ("test_train", "TinyModel", "TinyConfig")
-    from test_train import run_tiny
+    from test_train import TINY_SPEC, run_tiny
+    models.MODELS["tiny_test"] = TINY_SPEC
     trainer, path = run_tiny({out!r}, model={{"delay": 0.03}}, trainer={{"max_steps": 40}})
     print("result", path, trainer.step, flush=True)
 """)
@@ -232,7 +242,7 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 60) -> None
 def reference_40(tmp_path_factory):
     """Weights after an uninterrupted 40-step run (the subprocess tests' target)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(models.MODELS, "tiny_test", ("test_train", "TinyModel", "TinyConfig"))
+        patch.setitem(models.MODELS, "tiny_test", TINY_SPEC)
         trainer, _ = run_tiny(tmp_path_factory.mktemp("reference"), trainer={"max_steps": 40})
     return params(trainer)
 
@@ -306,8 +316,8 @@ DDP_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from safetensors.torch import save_file
     from speechs2s import models
-    models.MODELS["tiny_test"] = ("test_train", "TinyModel", "TinyConfig")
-    from test_train import run_tiny
+    from test_train import TINY_SPEC, run_tiny
+    models.MODELS["tiny_test"] = TINY_SPEC
     trainer, _ = run_tiny({out!r}, model={{"dropout": 0.0}}, frames=(10, 10), train_size=16,
                           data={{"max_frames": 40}}, optim={{"accum_steps": 1, "grad_clip": 0.0}},
                           trainer={{"max_steps": 1}})
@@ -341,7 +351,7 @@ def test_ddp_gradients_match_single_process(tmp_path):
     # one process, same initial weights, loss over the union of both ranks' batches
     torch.manual_seed(0)
     model = TinyModel(TinyConfig(dropout=0.0))
-    items = SeededItems(TinyDataset(16, frames=(10, 10)), seed=0)
+    items = TinyDataset(16, frames=(10, 10))
     batch = collate_tiny([items[int(i.removeprefix("utt"))] for i in ids[0] + ids[1]])
     model(batch)["loss"].backward()
     for name, p in model.named_parameters():
@@ -432,10 +442,50 @@ def test_config_loads_with_overrides(tmp_path):
     (GOOD, ["optim.lr.peak=1"], r"--set optim.lr.peak: optim.lr is not a section"),
     (GOOD.replace("valid.jsonl}}", "missing.jsonl}}"), [], r"data\.valid: manifest .*missing\.jsonl does not exist"),
     ("task: asr\noptim: [1, 2\n", [], r"config\.yaml line \d+: invalid YAML"),
+    (GOOD, ["model.name=transformer_asrr"], r"model\.name: unknown model 'transformer_asrr' \(did you mean transformer_asr\?\)"),
+    (GOOD, ["model.options.d_modle=96"], r"model\.options\.d_modle: unknown option of transformer_asr \(did you mean model\.options\.d_model\?\)"),
+    (GOOD, ["model.options.d_model=wide"], r"model\.options\.d_model: expected int, got 'wide'"),
+    (GOOD, ["model.options.ctc_weight=1.5"], r"model\.options: ctc_weight must be in \[0, 1\]"),
+    (GOOD, ["model.options.n_heads=5"], r"model\.options: d_model=64 is not divisible by n_heads=5"),
+    (GOOD, ["model.options.n_mels=40"], r"model\.options\.n_mels: 40 disagrees with the data \(80\)"),
+    (GOOD, ["task=tts"], r"task: tts, but model transformer_asr is for task asr"),
+    (GOOD, ["data.spec_augment={freq_mask: 2}"], r"data\.spec_augment\.freq_mask: unknown key \(did you mean data\.spec_augment\.freq_masks\?\)"),
+    (GOOD, ["data.features={hop: 100}"], r"data\.features\.hop: unknown feature option"),
+    (GOOD, ["task=null", "model.name=lstm_lm", "model.options={}"],
+     r"data\.feature_stats: model lstm_lm does not use it; set data\.feature_stats=false"),
+    (GOOD, ["task=vocoder", "model.name=hifigan", "model.options={}", "data.feature_stats=false", "data.speed_perturb=[1.0]"],
+     r"data\.speed_perturb: model hifigan does not use it"),
 ])
 def test_config_errors_name_the_key(tmp_path, text, overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(write_config(tmp_path, text), overrides)
+
+
+def test_task_follows_the_model(tmp_path):
+    config = load_config(write_config(tmp_path, GOOD.replace("task: asr", "")))
+    assert config.task == "asr"
+    config = load_config(write_config(tmp_path, GOOD.replace("task: asr", "")),
+                         ["model.name=transformer_tts", "model.options={guided_weight: 1, d_model: 64}"])
+    assert config.task == "tts" and config.model.options["guided_weight"] == 1.0  # ints widen to floats
+
+
+def test_cli_train_checks_the_whole_config_before_reading_or_writing(tmp_path):
+    """The bundled tiny ASR config with ``--set task=tts``: one ``error:`` line, no output folder,
+    and the manifests (unreadable here, as they would fail if read) are not opened."""
+    from click.testing import CliRunner
+
+    from speechs2s.cli import main
+
+    for manifest in ("train.jsonl", "valid.jsonl"):
+        (tmp_path / manifest).write_text("this line is not JSON\n")
+    out_dir = tmp_path / "exp"
+    result = CliRunner().invoke(main, ["train", str(REPO / "configs/asr_transformer_tiny.yaml"), "--set", "task=tts",
+                                       "--set", f"data.train={tmp_path}/train.jsonl",
+                                       "--set", f"data.valid={tmp_path}/valid.jsonl", "--set", f"trainer.out_dir={out_dir}"])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == ["error: task: tts, but model transformer_asr is for task asr "
+                                          "(leave task out: it follows the model)"]
+    assert not out_dir.exists()
 
 
 def test_train_stops_when_no_training_audio_is_readable(tmp_path):

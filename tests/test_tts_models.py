@@ -94,7 +94,7 @@ def test_forward_backward_and_step_shapes(make):
     state = model.start(tokens, lengths)
     allowed = torch.ones(2, 7, dtype=torch.bool)
     allowed[:, 5:] = False
-    frames, stop_logits, alignment, state = model.step(state, torch.zeros(2, 80), allowed)
+    frames, stop_logits, alignment, state = model.step(torch.zeros(2, 80), state, allowed)
     assert frames.shape == (2, 4, 80) and stop_logits.shape == (2, 4) and alignment.shape == (2, 7)
     assert torch.allclose(alignment.sum(-1), torch.ones(2), atol=1e-5)
     assert alignment[:, 5:].abs().max() == 0 and alignment[1, 4:].abs().max() == 0  # window and padding respected

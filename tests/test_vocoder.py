@@ -6,7 +6,8 @@ from speechs2s.checkpoint import save_checkpoint
 from speechs2s.errors import ConfigError
 from speechs2s.metrics import mel_cepstral_distortion
 from speechs2s.models import build_model
-from speechs2s.models.vocoder import HIFIGAN_PRESETS, GriffinLim, HiFiGAN, HiFiGANConfig, load_vocoder
+from speechs2s.models.vocoder import HIFIGAN_PRESETS, GriffinLim, HiFiGAN, HiFiGANConfig
+from speechs2s.vocoder import load_vocoder
 
 HOP = TTS_FEATURES.hop_length
 UTTERANCE = "joe-lj/dev/wavs/LJ002-0043.ogg"  # 5.0 s

@@ -5,8 +5,9 @@ Audio is read with :func:`speechs2s.audio.load_audio` at the feature sample rate
 speed perturbation are saved there as ``.npy`` on first use and read back afterwards (keyed by the
 audio file, its size and mtime, the segment and the feature config), so later epochs skip decoding,
 resampling and the STFT. An unreadable entry is logged and yields ``None``,
-which the collate functions drop and count. Random choices (speed factor, vocoder segment) come
-from a generator seeded by ``(seed, epoch, index)``: reproducible in any DataLoader worker.
+which the collate functions drop and count. Random choices (speed factor, vocoder segment, and the
+``transform``'s, e.g. SpecAugment's masks) come from a generator seeded by ``(seed, epoch, index)``:
+reproducible in any DataLoader worker, and the global RNGs are never touched.
 """
 import hashlib
 import json
@@ -81,7 +82,8 @@ class AudioDataset(Dataset):
 class _TranscribedDataset(AudioDataset):
     """Items ``{"id", <feature_key>: (frames, M), "tokens": LongTensor (L,)}``; every entry needs ``text``.
 
-    ``transform`` maps features ``(frames, M)`` (e.g. SpecAugment), ``target_transform`` the token ids;
+    ``transform(features (frames, M), generator)`` (e.g. SpecAugment) draws from the item's generator,
+    ``target_transform`` maps the token ids;
     ``cache_dir`` keeps computed features (see the module docstring; unused with speed perturbation).
     """
 
@@ -109,22 +111,23 @@ class _TranscribedDataset(AudioDataset):
         self.target_transform = target_transform
 
     def __getitem__(self, index: int) -> dict | None:
-        features = self._features(index)
+        generator = self._generator(index)
+        features = self._features(index, generator)
         if features is None:
             return None
         tokens = torch.tensor(self.tokenizer.encode(self.entries[index]["text"]), dtype=torch.long)
         if self.transform is not None:
-            features = self.transform(features)
+            features = self.transform(features, generator)
         if self.target_transform is not None:
             tokens = self.target_transform(tokens)
         return {"id": self.entries[index]["id"], self.feature_key: features, "tokens": tokens}
 
-    def _features(self, index: int) -> torch.Tensor | None:
+    def _features(self, index: int, generator: torch.Generator) -> torch.Tensor | None:
         """Log-mel ``(frames, M)`` of item ``index`` (from the cache when there); ``None`` if unreadable."""
         cached = self._cache_path(index)
         if cached is not None and cached.exists():
             return torch.from_numpy(np.load(cached))
-        wav = self._load(index, self._generator(index))
+        wav = self._load(index, generator)
         if wav is None:
             return None
         features = self.log_mel(wav)
@@ -239,6 +242,11 @@ class TextDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return {"id": str(index), "tokens": self.tokens[index]}
+
+
+def read_text_entries(path: str | os.PathLike) -> list[dict]:
+    """A language model's sentences (text file or manifest) as entries ``{"id", "text"}``."""
+    return [{"id": f"{path}:{number}", "text": text} for number, text in enumerate(read_sentences(path), 1)]
 
 
 def read_sentences(path: str | os.PathLike) -> list[str]:

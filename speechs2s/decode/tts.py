@@ -77,7 +77,7 @@ def synthesize_batch(model, tokens: torch.Tensor, token_lengths: torch.Tensor,
     frames, alignments = [], []
     for step in range(int(max_steps.max())):
         allowed = (keys >= (position - config.window_back)[:, None]) & (keys <= (position + config.window_ahead)[:, None])
-        frame, stop_logits, alignment, state = model.step(state, previous, allowed)
+        frame, stop_logits, alignment, state = model.step(previous, state, allowed)
         frames.append(frame)
         alignments.append(alignment)
         previous = frame[:, -1]

@@ -12,6 +12,7 @@ Decoding protocol (implemented by :class:`TransformerASR` and :class:`LSTMASR`):
 - ``reorder_state(state, indices (B',)) -> state``: select / repeat hypotheses for beam search
   (``indices = arange(B).repeat_interleave(beam)`` expands a batch to beams).
 ``sos_id == eos_id`` (one ``<sos/eos>`` token, as in the tokenizers)."""
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -22,8 +23,17 @@ from speechs2s.losses import ctc_loss, label_smoothed_cross_entropy
 from speechs2s.nn.normalization import FeatureNormalization
 
 
-class ASRConfigBase:
-    """Checks and named sizes shared by the ASR config dataclasses (which define ``PRESETS``)."""
+@dataclass
+class ASRHeadConfig:
+    """Options of every ASR model (:class:`ASRModel`): vocabulary, features, joint CTC/attention loss.
+    The model configs extend it and define their named sizes in ``PRESETS``."""
+
+    vocab_size: int                 # tokenizer size, <blank>/<pad> = 0 included
+    sos_id: int = 2                 # the tokenizer's <sos/eos> id (== eos_id)
+    n_mels: int = 80
+    ctc_weight: float = 0.3         # loss = ctc_weight * CTC + (1 - ctc_weight) * attention CE; 0 builds no CTC head
+    label_smoothing: float = 0.1
+    scheduled_sampling: float = 0.0  # probability of feeding the model's own prediction while training
 
     PRESETS: ClassVar[dict] = {}
 
@@ -45,12 +55,9 @@ class ASRConfigBase:
 
 class ASRModel(FeatureNormalization, nn.Module):
     """Base class; subclasses build ``self.ctc_head`` (or None) and implement ``encode``,
-    ``decoder_logits``, ``init_decoder_state`` and ``decode_step``.
+    ``decoder_logits``, ``init_decoder_state`` and ``decode_step``."""
 
-    The config must have ``vocab_size``, ``sos_id``, ``n_mels``, ``ctc_weight``, ``label_smoothing``
-    and ``scheduled_sampling``."""
-
-    def __init__(self, config):
+    def __init__(self, config: ASRHeadConfig):
         super().__init__()
         self.config = config
         self.sos_id = self.eos_id = config.sos_id

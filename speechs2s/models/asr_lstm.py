@@ -12,18 +12,15 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from speechs2s.models.asr_base import ASRConfigBase, ASRModel
+from speechs2s.models.asr_base import ASRHeadConfig, ASRModel
 from speechs2s.nn import LocationSensitiveAttention, sequence_mask
 
 
 @dataclass
-class LSTMASRConfig(ASRConfigBase):
+class LSTMASRConfig(ASRHeadConfig):
     """Defaults are the "base" size (~15M params); ``LSTMASRConfig.preset("tiny", vocab_size=...)``
     trains on CPU in minutes."""
 
-    vocab_size: int                 # tokenizer size, <blank>/<pad> = 0 included
-    sos_id: int = 2                 # the tokenizer's <sos/eos> id (== eos_id)
-    n_mels: int = 80
     encoder_hidden: int = 320       # per direction
     encoder_layers: int = 4
     reduction_layers: int = 2       # layers 1..reduction_layers halve the frame rate (×4 in all)
@@ -34,9 +31,6 @@ class LSTMASRConfig(ASRConfigBase):
     location_filters: int = 32
     location_kernel: int = 15
     dropout: float = 0.2
-    ctc_weight: float = 0.3         # 0 builds no CTC head
-    label_smoothing: float = 0.1
-    scheduled_sampling: float = 0.0  # probability of feeding the model's own prediction while training
 
     PRESETS: ClassVar[dict] = {
         "tiny": {"encoder_hidden": 96, "encoder_layers": 3, "reduction_layers": 2, "embedding_dim": 64,

@@ -11,7 +11,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from speechs2s.models.asr_base import ASRConfigBase, ASRModel
+from speechs2s.models.asr_base import ASRHeadConfig, ASRModel
 from speechs2s.nn import (
     Conv2dSubsampling,
     PositionalEncoding,
@@ -22,13 +22,10 @@ from speechs2s.nn import (
 
 
 @dataclass
-class TransformerASRConfig(ASRConfigBase):
+class TransformerASRConfig(ASRHeadConfig):
     """Defaults are the "base" size (≈ ESPnet LibriSpeech-100 Transformer, ~30M params with 5k BPE);
     ``TransformerASRConfig.preset("tiny", vocab_size=...)`` gives a ~1M-param model that trains on CPU."""
 
-    vocab_size: int                 # tokenizer size, <blank>/<pad> = 0 included
-    sos_id: int = 2                 # the tokenizer's <sos/eos> id (== eos_id)
-    n_mels: int = 80
     d_model: int = 256
     n_heads: int = 4
     encoder_layers: int = 12
@@ -36,9 +33,6 @@ class TransformerASRConfig(ASRConfigBase):
     d_ff: int = 2048
     dropout: float = 0.1
     subsampling_channels: int = 256  # Conv2d front-end width: the main CPU cost of small models
-    ctc_weight: float = 0.3          # loss = ctc_weight * CTC + (1 - ctc_weight) * attention CE
-    label_smoothing: float = 0.1
-    scheduled_sampling: float = 0.0  # probability of feeding the model's own prediction while training
 
     PRESETS: ClassVar[dict] = {
         "tiny": {"d_model": 144, "n_heads": 4, "encoder_layers": 4, "decoder_layers": 2, "d_ff": 576,

@@ -8,12 +8,13 @@ scheduled sampling, the validation figures and the token durations read off the 
 (:meth:`~AttentionAcousticModel.token_durations`, the targets of FastSpeech). A subclass provides
 the teacher-forced pass and the synthesis step protocol used by :mod:`speechs2s.decode.tts`::
 
-    state = model.start(tokens (B, L), token_lengths (B,))               # encode the text once
-    frames, stop_logits, alignment, state = model.step(state, previous (B, M), allowed (B, L))
+    state = model.start(tokens (B, L), token_lengths (B,))               # encode the text once: a dict
+    frames, stop_logits, alignment, state = model.step(previous (B, M), state, allowed (B, L))
     #  frames (B, r, M) normalised log-mel, stop_logits (B, r),
     #  alignment (B, L) attention of the guided heads, zero outside ``allowed`` (bool keys)
     mels = model.refine(mels (B, T, M), lengths (B,))                     # postnet, then model.denormalize
 """
+from dataclasses import dataclass
 from itertools import pairwise
 
 import torch
@@ -28,14 +29,53 @@ from speechs2s.nn.transformer import PositionalEncoding, TransformerEncoder
 MEL_LOSSES = ("l1", "l2", "l1+l2")
 
 
-def check_config(config) -> None:
-    """Validate the options every acoustic-model config shares (called from ``__post_init__``)."""
-    if config.mel_loss not in MEL_LOSSES:
-        raise ValueError(f"mel_loss must be one of {', '.join(MEL_LOSSES)}, got {config.mel_loss!r}")
-    if config.reduction_factor < 1:
-        raise ValueError(f"reduction_factor must be >= 1, got {config.reduction_factor}")
-    if not 0.0 <= getattr(config, "scheduled_sampling", 0.0) <= 1.0:
-        raise ValueError(f"scheduled_sampling must be in [0, 1], got {config.scheduled_sampling}")
+@dataclass
+class AcousticConfig:
+    """Options of every text-to-mel model (:class:`AcousticModel`); the model configs extend it."""
+
+    vocab_size: int = 0  # filled from the tokenizer
+    n_mels: int = 80
+    reduction_factor: int = 2  # mel frames per decoder step
+    postnet_channels: int = 512
+    postnet_layers: int = 5
+    postnet_kernel_size: int = 5
+    mel_loss: str = "l1+l2"
+
+    def __post_init__(self):
+        if self.mel_loss not in MEL_LOSSES:
+            raise ValueError(f"mel_loss must be one of {', '.join(MEL_LOSSES)}, got {self.mel_loss!r}")
+        if self.reduction_factor < 1:
+            raise ValueError(f"reduction_factor must be >= 1, got {self.reduction_factor}")
+
+
+@dataclass
+class TransformerTextEncoderConfig(AcousticConfig):
+    """:class:`TransformerTextEncoder` sizes (TransformerTTS, FastSpeech)."""
+
+    d_model: int = 384
+    n_heads: int = 4
+    d_ff: int = 1536
+    encoder_layers: int = 6
+    dropout: float = 0.1  # Transformer layers and positional encodings
+    embedding_dim: int = 512  # token embedding and encoder prenet convs
+    encoder_prenet_layers: int = 3
+    encoder_prenet_kernel_size: int = 5
+
+
+@dataclass
+class AttentionLossConfig(AcousticConfig):
+    """Training options of the autoregressive attention models (:class:`AttentionAcousticModel`)."""
+
+    stop_pos_weight: float = 10.0
+    scheduled_sampling: float = 0.0  # training: share of decoder steps fed the model's own previous frame
+    guided_sigma: float = 0.2  # width g of the allowed band around the diagonal (Tachibana et al.)
+    guided_weight: float = 1.0
+    guided_half_life: int = 0  # training batches; 0 keeps the weight constant
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0.0 <= self.scheduled_sampling <= 1.0:
+            raise ValueError(f"scheduled_sampling must be in [0, 1], got {self.scheduled_sampling}")
 
 
 def _previous_frames(mels: torch.Tensor, r: int) -> torch.Tensor:
@@ -89,10 +129,9 @@ class TransformerTextEncoder:
     """Mixin of the acoustic models that read text with a Transformer (TransformerTTS, FastSpeech):
     embedding -> conv prenet -> linear -> scaled positional encoding -> pre-LN Transformer encoder.
     The parameters keep the same names in both models, so one model's weights start the other
-    (``trainer.init_from``). The config must provide ``vocab_size``, ``embedding_dim``,
-    ``encoder_prenet_layers / _kernel_size``, ``d_model``, ``n_heads``, ``d_ff``, ``encoder_layers`` and ``dropout``."""
+    (``trainer.init_from``)."""
 
-    def init_text_encoder(self, c) -> None:
+    def init_text_encoder(self, c: TransformerTextEncoderConfig) -> None:
         self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim)
         self.encoder_prenet = ConvStack(c.embedding_dim, c.embedding_dim, c.embedding_dim, c.encoder_prenet_layers,
                                         c.encoder_prenet_kernel_size)
@@ -108,10 +147,9 @@ class TransformerTextEncoder:
 
 
 class AcousticModel(FeatureNormalization, nn.Module):
-    """Base of the text-to-mel models: feature normalisation, the reduction factor and the postnet.
-    The config must provide ``n_mels``, ``reduction_factor`` and ``postnet_*``."""
+    """Base of the text-to-mel models: feature normalisation, the reduction factor and the postnet."""
 
-    def __init__(self, config):
+    def __init__(self, config: AcousticConfig):
         super().__init__()
         if config.vocab_size <= 0:
             raise ValueError("vocab_size must be set (the trainer fills it from the tokenizer)")
@@ -130,10 +168,9 @@ class AcousticModel(FeatureNormalization, nn.Module):
 
 
 class AttentionAcousticModel(AcousticModel):
-    """Base of the autoregressive attention models. The config must also provide ``mel_loss``,
-    ``stop_pos_weight``, ``scheduled_sampling`` and ``guided_sigma / guided_weight / guided_half_life``."""
+    """Base of the autoregressive attention models (configs extend :class:`AttentionLossConfig`)."""
 
-    def __init__(self, config):
+    def __init__(self, config: AttentionLossConfig):
         super().__init__(config)
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))  # drives the guided-loss decay
 

@@ -19,35 +19,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechs2s.losses import mel_loss
-from speechs2s.models.tts_blocks import AcousticModel, TransformerTextEncoder, check_config
+from speechs2s.models.tts_blocks import AcousticModel, TransformerTextEncoder, TransformerTextEncoderConfig
 from speechs2s.nn.masks import key_padding_mask, sequence_mask
 from speechs2s.nn.transformer import PositionalEncoding, TransformerEncoder
 
 
 @dataclass
-class FastSpeechConfig:
-    vocab_size: int = 0  # filled from the tokenizer
-    n_mels: int = 80
-    reduction_factor: int = 4  # mel frames per decoder step
+class FastSpeechConfig(TransformerTextEncoderConfig):
+    """The text encoder's sizes default smaller than TransformerTTS's (a FastSpeech starts from a trained one)."""
+
+    reduction_factor: int = 4
     d_model: int = 192
     n_heads: int = 2
     d_ff: int = 768
     encoder_layers: int = 3
+    embedding_dim: int = 192
+    postnet_channels: int = 256
     decoder_layers: int = 3
-    dropout: float = 0.1  # Transformer layers and positional encodings
-    embedding_dim: int = 192  # token embedding and encoder prenet convs
-    encoder_prenet_layers: int = 3
-    encoder_prenet_kernel_size: int = 5
     duration_channels: int = 256
     duration_kernel_size: int = 3
     duration_weight: float = 1.0  # weight of the log-duration MSE in the loss
-    postnet_channels: int = 256
-    postnet_layers: int = 5
-    postnet_kernel_size: int = 5
-    mel_loss: str = "l1+l2"
-
-    def __post_init__(self):
-        check_config(self)
 
 
 class _DurationPredictor(nn.Module):

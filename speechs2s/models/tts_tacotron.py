@@ -13,16 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from speechs2s.models.tts_blocks import AttentionAcousticModel, ConvStack, Prenet, check_config
+from speechs2s.models.tts_blocks import AttentionAcousticModel, AttentionLossConfig, ConvStack, Prenet
 from speechs2s.nn.attention import LocationSensitiveAttention
 from speechs2s.nn.masks import sequence_mask
 
 
 @dataclass
-class Tacotron2Config:
-    vocab_size: int = 0  # filled from the tokenizer
-    n_mels: int = 80
-    reduction_factor: int = 2  # mel frames per decoder step
+class Tacotron2Config(AttentionLossConfig):
     embedding_dim: int = 512  # also the encoder width (BiLSTM: embedding_dim // 2 per direction)
     encoder_conv_layers: int = 3
     encoder_kernel_size: int = 5
@@ -33,36 +30,8 @@ class Tacotron2Config:
     location_filters: int = 32
     location_kernel_size: int = 31
     forward_attention: bool = True  # also during training, so the transition agent learns
-    postnet_channels: int = 512
-    postnet_layers: int = 5
-    postnet_kernel_size: int = 5
     dropout: float = 0.5  # encoder convs and postnet (the prenet always uses 0.5)
     decoder_dropout: float = 0.1  # on the LSTM outputs
-    mel_loss: str = "l1+l2"
-    stop_pos_weight: float = 10.0
-    scheduled_sampling: float = 0.0  # training: share of decoder steps fed the model's own previous frame
-    guided_sigma: float = 0.2  # width g of the allowed band around the diagonal (Tachibana et al.)
-    guided_weight: float = 1.0
-    guided_half_life: int = 0  # training batches; 0 keeps the weight constant
-
-    def __post_init__(self):
-        check_config(self)
-
-
-@dataclass
-class DecoderState:
-    """Everything one decoder step reads and updates; ``memory*`` stay fixed for an utterance."""
-
-    memory: torch.Tensor  # (B, L, E) encoder output
-    processed_memory: torch.Tensor  # (B, L, A)
-    memory_mask: torch.Tensor  # (B, L) valid tokens
-    attention_rnn: tuple[torch.Tensor, torch.Tensor]  # (h, c) (B, attention_rnn_dim)
-    decoder_rnn: tuple[torch.Tensor, torch.Tensor]  # (h, c) (B, decoder_rnn_dim)
-    context: torch.Tensor  # (B, E)
-    weights: torch.Tensor  # (B, L) previous alignment
-    cumulative_weights: torch.Tensor  # (B, L)
-    alpha: torch.Tensor  # (B, L) forward-attention alignment (float32)
-    transition: torch.Tensor  # (B, 1) probability of moving one token forward
 
 
 class Tacotron2(AttentionAcousticModel):
@@ -92,40 +61,47 @@ class Tacotron2(AttentionAcousticModel):
 
     # -- synthesis step protocol (see tts_blocks) --------------------------------------------------
 
-    def start(self, tokens: torch.Tensor, token_lengths: torch.Tensor) -> DecoderState:
+    def start(self, tokens: torch.Tensor, token_lengths: torch.Tensor) -> dict:
+        """Decoder state: ``memory (B, L, E)`` encoder output, ``processed_memory (B, L, A)``,
+        ``memory_mask (B, L)`` valid tokens (these three fixed for an utterance); LSTM states
+        ``attention_h / attention_c (B, attention_rnn_dim)``, ``decoder_h / decoder_c (B, decoder_rnn_dim)``;
+        ``context (B, E)``; ``weights (B, L)`` previous alignment, ``cumulative_weights (B, L)``;
+        ``alpha (B, L)`` forward-attention alignment (float32); ``transition (B, 1)`` probability
+        of moving one token forward."""
         memory = self.encode(tokens, token_lengths)
         (B, L, _), c = memory.shape, self.config
         zeros = memory.new_zeros
         alpha = torch.zeros(B, L, device=memory.device)
         alpha[:, 0] = 1.0  # all mass on the first token
-        return DecoderState(
-            memory=memory, processed_memory=self.attention.process_memory(memory),
-            memory_mask=sequence_mask(token_lengths, L),
-            attention_rnn=(zeros(B, c.attention_rnn_dim), zeros(B, c.attention_rnn_dim)),
-            decoder_rnn=(zeros(B, c.decoder_rnn_dim), zeros(B, c.decoder_rnn_dim)),
-            context=zeros(B, c.embedding_dim), weights=zeros(B, L), cumulative_weights=zeros(B, L),
-            alpha=alpha, transition=memory.new_full((B, 1), 0.5))
+        return dict(memory=memory, processed_memory=self.attention.process_memory(memory),
+                    memory_mask=sequence_mask(token_lengths, L),
+                    attention_h=zeros(B, c.attention_rnn_dim), attention_c=zeros(B, c.attention_rnn_dim),
+                    decoder_h=zeros(B, c.decoder_rnn_dim), decoder_c=zeros(B, c.decoder_rnn_dim),
+                    context=zeros(B, c.embedding_dim), weights=zeros(B, L), cumulative_weights=zeros(B, L),
+                    alpha=alpha, transition=memory.new_full((B, 1), 0.5))
 
-    def step(self, state: DecoderState, previous: torch.Tensor, allowed: torch.Tensor):
+    def step(self, previous: torch.Tensor, state: dict, allowed: torch.Tensor):
         """One decoder step: ``previous (B, M)`` -> ``(frames (B, r, M), stop_logits (B, r),
         alignment (B, L), state)``; attention only reaches the keys in ``allowed (B, L)``."""
         c, s = self.config, state
         prenet = self.prenet(previous)
-        h, cell = self.attention_rnn(torch.cat([prenet, s.context], -1), s.attention_rnn)
+        h, cell = self.attention_rnn(torch.cat([prenet, s["context"]], -1), (s["attention_h"], s["attention_c"]))
         query = F.dropout(h, c.decoder_dropout, self.training)
-        location = torch.stack([s.weights, s.cumulative_weights], dim=1)
-        context, weights = self.attention(query, s.memory, s.processed_memory, location, allowed & s.memory_mask)
-        alpha = s.alpha
+        location = torch.stack([s["weights"], s["cumulative_weights"]], dim=1)
+        mask = allowed & s["memory_mask"]
+        context, weights = self.attention(query, s["memory"], s["processed_memory"], location, mask)
+        alpha = s["alpha"]
         if c.forward_attention:
-            alpha = self._forward_attention(s.alpha, weights, s.transition, allowed & s.memory_mask)
+            alpha = self._forward_attention(s["alpha"], weights, s["transition"], mask)
             weights = alpha.to(weights.dtype)
-            context = torch.bmm(weights[:, None, :], s.memory).squeeze(1)
+            context = torch.bmm(weights[:, None, :], s["memory"]).squeeze(1)
         transition = torch.sigmoid(self.transition_agent(torch.cat([context, query, prenet], -1)))
-        d_h, d_c = self.decoder_rnn(torch.cat([query, context], -1), s.decoder_rnn)
+        d_h, d_c = self.decoder_rnn(torch.cat([query, context], -1), (s["decoder_h"], s["decoder_c"]))
         out = torch.cat([F.dropout(d_h, c.decoder_dropout, self.training), context], -1)
         frames = self.mel_proj(out).view(-1, c.reduction_factor, c.n_mels)
-        state = DecoderState(s.memory, s.processed_memory, s.memory_mask, (h, cell), (d_h, d_c), context, weights,
-                             s.cumulative_weights + weights, alpha, transition)
+        state = dict(s, attention_h=h, attention_c=cell, decoder_h=d_h, decoder_c=d_c, context=context,
+                     weights=weights, cumulative_weights=s["cumulative_weights"] + weights, alpha=alpha,
+                     transition=transition)
         return frames, self.stop_proj(out), weights, state
 
     @staticmethod
@@ -144,7 +120,7 @@ class Tacotron2(AttentionAcousticModel):
         state = self.start(tokens, token_lengths)
         frames, stops, alignments = [], [], []
         for t in range(previous.size(1)):
-            frame, stop, weights, state = self.step(state, previous[:, t], state.memory_mask)
+            frame, stop, weights, state = self.step(previous[:, t], state, state["memory_mask"])
             frames.append(frame)
             stops.append(stop)
             alignments.append(weights)

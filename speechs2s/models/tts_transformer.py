@@ -12,35 +12,21 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from speechs2s.models.tts_blocks import AttentionAcousticModel, Prenet, TransformerTextEncoder, check_config
+from speechs2s.models.tts_blocks import (
+    AttentionAcousticModel,
+    AttentionLossConfig,
+    Prenet,
+    TransformerTextEncoder,
+    TransformerTextEncoderConfig,
+)
 from speechs2s.nn.masks import key_padding_mask, sequence_mask
 from speechs2s.nn.transformer import PositionalEncoding, TransformerDecoder
 
 
 @dataclass
-class TransformerTTSConfig:
-    vocab_size: int = 0  # filled from the tokenizer
-    n_mels: int = 80
-    reduction_factor: int = 2  # mel frames per decoder step
-    d_model: int = 384
-    n_heads: int = 4
-    d_ff: int = 1536
-    encoder_layers: int = 6
+class TransformerTTSConfig(AttentionLossConfig, TransformerTextEncoderConfig):
     decoder_layers: int = 6
-    dropout: float = 0.1  # Transformer layers and positional encodings
-    embedding_dim: int = 512  # token embedding and encoder prenet convs
-    encoder_prenet_layers: int = 3
-    encoder_prenet_kernel_size: int = 5
     prenet_dim: int = 256
-    postnet_channels: int = 512
-    postnet_layers: int = 5
-    postnet_kernel_size: int = 5
-    mel_loss: str = "l1+l2"
-    stop_pos_weight: float = 10.0
-    scheduled_sampling: float = 0.0  # training: share of decoder steps fed the model's own previous frame
-    guided_sigma: float = 0.2  # width g of the allowed band around the diagonal (Tachibana et al.)
-    guided_weight: float = 1.0
-    guided_half_life: int = 0  # training batches; 0 keeps the weight constant
     # Cross-attention heads under guided attention (and used as the alignment at synthesis):
     # explicit [decoder_layer, head] pairs (negative layers count from the end), or, when empty,
     # every head of the last ``guided_layers`` decoder layers.
@@ -48,7 +34,7 @@ class TransformerTTSConfig:
     guided_layers: int = 2
 
     def __post_init__(self):
-        check_config(self)
+        super().__post_init__()
         if not self.guided_heads and not 1 <= self.guided_layers <= self.decoder_layers:
             raise ValueError(f"guided_layers must be in 1..decoder_layers={self.decoder_layers}")
         for pair in self.guided_heads:
@@ -94,7 +80,7 @@ class TransformerTTS(TransformerTextEncoder, AttentionAcousticModel):
         return dict(projected_memory=self.decoder.project_memory(memory),
                     memory_mask=sequence_mask(token_lengths, tokens.size(1)), cache=self.decoder.empty_cache(memory))
 
-    def step(self, state: dict, previous: torch.Tensor, allowed: torch.Tensor):
+    def step(self, previous: torch.Tensor, state: dict, allowed: torch.Tensor):
         """``previous (B, M)`` -> ``(frames (B, r, M), stop_logits (B, r), alignment (B, L), state)``.
         ``allowed (B, L)`` restricts every cross-attention head to those keys."""
         mask = (allowed & state["memory_mask"])[:, None, None, :]

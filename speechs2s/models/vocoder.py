@@ -383,27 +383,3 @@ class HiFiGAN(nn.Module):
         del self.discriminator
         return self.eval()
 
-
-def load_vocoder(name_or_dir: str = "griffin-lim", device: str | torch.device | None = None,
-                 features: FeatureConfig | None = None):
-    """``"griffin-lim"`` or a HiFi-GAN checkpoint (directory or bundled name) -> a vocoder on
-    ``device`` with ``generate(mel) -> wav``, ready for inference.
-
-    ``features`` are those of the mels you will feed (default ``TTS_FEATURES``); a HiFi-GAN
-    trained on other features raises ``ConfigError`` instead of producing noise.
-    """
-    from speechs2s.utils import select_device
-
-    device = device if isinstance(device, torch.device) else select_device(device)
-    features = features or TTS_FEATURES
-    if name_or_dir == "griffin-lim":
-        return GriffinLim(features).to(device)
-    from speechs2s.checkpoint import load_checkpoint
-
-    model, _, _ = load_checkpoint(name_or_dir, device, task="vocoder")
-    if not isinstance(model, HiFiGAN):
-        raise ConfigError(f"{name_or_dir}: not a vocoder checkpoint (model is {type(model).__name__})")
-    if model.features != features:
-        raise ConfigError(f"{name_or_dir}: vocoder trained on features {model.features.to_dict()}, "
-                          f"but the mels have {features.to_dict()}")
-    return model.for_inference()

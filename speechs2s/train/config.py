@@ -1,7 +1,8 @@
 """Training configuration: typed dataclasses <-> YAML, with ``--set a.b=value`` overrides.
 
-Every problem (YAML syntax, unknown key, wrong type, missing manifest) raises
-:class:`ConfigError` naming the full dotted key, before anything heavy starts::
+Every problem (YAML syntax, unknown key, wrong type, a model option its config rejects, a task
+that is not the model's, missing manifest) raises :class:`ConfigError` naming the full dotted key,
+before any manifest is read or anything is written::
 
     config = load_config("configs/asr_transformer_tiny.yaml", ["optim.lr=5e-4", "trainer.max_steps=2000"])
 """
@@ -15,13 +16,15 @@ from typing import Any, Literal
 
 import yaml
 
+from speechs2s.data.augment import SpecAugment
 from speechs2s.errors import CheckpointError, ConfigError
 
 
 @dataclass
 class ModelSection:
     """``name`` is a key of ``speechs2s.models.MODELS``; ``options`` go to its config dataclass
-    (``vocab_size``, ``n_mels`` and ``features`` are filled in from the tokenizer and features)."""
+    (``vocab_size``, ``sos_id``, ``n_mels`` and ``features`` are filled in from the tokenizer and
+    features) and are checked against it like every other key."""
 
     name: str = "transformer_asr"
     options: dict = field(default_factory=dict)
@@ -48,7 +51,7 @@ class DataSection:
     max_frames: int = 20000  # padded frames per batch (batch size x longest item)
     num_workers: int = 2
     speed_perturb: list[float] | None = None  # e.g. [0.9, 1.0, 1.1]; training set only
-    spec_augment: dict | None = None  # SpecAugment options ({} = defaults); training set only
+    spec_augment: SpecAugment | None = None  # SpecAugment options ({} = defaults); training set only
     feature_stats: bool = True  # compute mean/std over the training set -> model.set_feature_stats
     feature_cache: str | None = None  # folder keeping computed features of items without speed perturbation
 
@@ -100,7 +103,7 @@ class TrainerSection:
 
 @dataclass
 class TrainConfig:
-    task: Literal["asr", "tts", "vocoder", "lm"] = "asr"
+    task: Literal["asr", "tts", "vocoder", "lm"] | None = None  # the model's task; when given, it must agree
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
@@ -133,8 +136,85 @@ def load_config(path: str | Path, overrides: list[str] = (), check_files: bool =
 
 
 def from_dict(raw: dict) -> TrainConfig:
-    """Build a :class:`TrainConfig` from nested dicts, checking keys and types."""
-    return _build(TrainConfig, raw, "")
+    """Build a :class:`TrainConfig` from nested dicts, checking keys and types, the model's options
+    against its config dataclass, and ``task`` against the model (filled in when left out)."""
+    config = _build(TrainConfig, raw, "")
+    check_model(config)
+    return config
+
+
+def task_features(config: TrainConfig):
+    """The feature config of a run: the task's defaults with ``data.features`` overrides (None for
+    a task without audio)."""
+    from speechs2s.audio import FeatureConfig
+    from speechs2s.models import model_spec
+
+    defaults = model_spec(config.model.name).task.features
+    if defaults is None:
+        return None
+    try:
+        return FeatureConfig.from_dict({**defaults.to_dict(), **config.data.features})
+    except ConfigError as error:
+        raise ConfigError(f"data.{error}") from None
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"data.features: {error}") from None
+
+
+# Tokenizer-derived config fields: the trainer fills them in; to check the options before a
+# tokenizer exists, the model's config is built with these stand-ins (any real vocabulary is smaller).
+TOKENIZER_STAND_INS = {"vocab_size": 1 << 16, "sos_id": 2}
+
+
+def check_model(config: TrainConfig) -> None:
+    """``model.name`` is registered, ``task`` is its task (set when left out), every option has a
+    known key and the right type, and the model's config accepts them all together."""
+    from speechs2s.models import model_spec
+
+    spec = model_spec(config.model.name)
+    if config.task is None:
+        config.task = spec.task.name
+    elif config.task != spec.task.name:
+        raise ConfigError(f"task: {config.task}, but model {spec.name} is for task {spec.task.name} "
+                          "(leave task out: it follows the model)")
+    unused = {"features": not spec.task.audio and config.data.features,
+              "speed_perturb": not spec.task.text and config.data.speed_perturb is not None,
+              "spec_augment": not spec.task.text and config.data.spec_augment is not None,
+              "feature_stats": config.data.feature_stats and not hasattr(spec.model, "set_feature_stats")}
+    for key, given in unused.items():
+        if given:
+            raise ConfigError(f"data.{key}: model {spec.name} does not use it; "
+                              f"set data.{key}={'false' if key == 'feature_stats' else 'null'}")
+    fields = {f.name for f in dataclasses.fields(spec.config)}
+    hints = typing.get_type_hints(spec.config)
+    options = config.model.options
+    for key, value in options.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean model.options.{close[0]}?)" if close else f" (known: {', '.join(sorted(fields))})"
+            raise ConfigError(f"model.options.{key}: unknown option of {spec.name}{hint}")
+        options[key] = _check(hints[key], value, f"model.options.{key}")
+    stand_ins = {key: value for key, value in TOKENIZER_STAND_INS.items() if key in fields}
+    spec.make_config(stand_ins | model_options(config, task_features(config)))
+
+
+def model_options(config: TrainConfig, features, tokenizer=None) -> dict:
+    """``model.options`` with ``n_mels`` and ``features`` (and, given the tokenizer, ``vocab_size``
+    and ``sos_id``) filled in, for the fields the model's config declares; an option that
+    disagrees with them raises ConfigError."""
+    from speechs2s.models import model_spec
+
+    declared = {f.name for f in dataclasses.fields(model_spec(config.model.name).config)}
+    filled = {"n_mels": features.n_mels, "features": features.to_dict()} if features else {}
+    if tokenizer is not None:
+        filled |= {"vocab_size": tokenizer.vocab_size, "sos_id": tokenizer.sos_id}
+    options = dict(config.model.options)
+    for key, value in filled.items():
+        if key in declared:
+            if key in options and options[key] != value:
+                raise ConfigError(f"model.options.{key}: {options[key]!r} disagrees with the data ({value!r}); "
+                                  "leave it out, the trainer fills it in")
+            options[key] = value
+    return options
 
 
 def check_manifests(config: TrainConfig) -> None:

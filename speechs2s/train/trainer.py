@@ -29,7 +29,6 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -41,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from speechs2s.checkpoint import average_checkpoints, load_train_state, read_weights, save_checkpoint, write_text_atomic
 from speechs2s.errors import CheckpointError, ConfigError, SpeechS2SError
-from speechs2s.train.config import TrainConfig
+from speechs2s.train.config import TrainConfig, model_options, task_features
 from speechs2s.train.schedule import build_scheduler
 
 log = logging.getLogger(__name__)
@@ -52,74 +51,56 @@ STEP_DIR = re.compile(r"step-(\d+)")
 
 
 def train(config: TrainConfig, resume: bool = False) -> Path:
-    """Train the model described by ``config``; returns the final checkpoint directory (or, when
-    stopped by SIGINT/SIGTERM, the step checkpoint to ``--resume`` from)."""
-    from speechs2s.data.manifest import read_manifest
-    from speechs2s.models import make_config
+    """Train the model described by ``config`` (checked by ``load_config``); returns the final
+    checkpoint directory (or, when stopped by SIGINT/SIGTERM, the step checkpoint to ``--resume`` from)."""
+    from speechs2s.models import model_spec
 
-    rank, world_size, device = setup_distributed(config.trainer.device)
+    spec = model_spec(config.model.name)
+    placement = setup_distributed(config.trainer.device)
     try:
         out_dir = Path(config.trainer.out_dir)
         if not resume and (out_dir / "last").exists():
             raise ConfigError(f"trainer.out_dir: {out_dir} already holds a run; pass --resume to continue it "
                               "or choose another out_dir")
         features = task_features(config)
-        read = read_text_entries if config.task == "lm" else partial(read_manifest, check_files=True)
-        train_entries = read(config.data.train)
+        train_entries = spec.task.read_entries(config.data.train)
         if not train_entries:
             raise ConfigError(f"data.train: {config.data.train} has no entries")
-        valid_entries = read(config.data.valid)  # its errors too come before anything is written
-        check_entry_keys(config, {config.data.train: train_entries, config.data.valid: valid_entries})
-        tokenizer = prepare_tokenizer(config, train_entries, rank, resume)
-        train_set, valid_set, collate = build_datasets(config, train_entries, tokenizer, features)
-        options = model_options(config, tokenizer, features)
-        model_config = dataclasses.asdict(make_config(config.model.name, options))
+        valid_entries = spec.task.read_entries(config.data.valid)  # its errors too come before anything is written
+        check_entry_keys(spec, {config.data.train: train_entries, config.data.valid: valid_entries})
+        tokenizer = prepare_tokenizer(config, train_entries, placement.rank, resume) if spec.task.text else None
+        train_set, valid_set = build_datasets(config, train_entries, tokenizer, features)
+        options = model_options(config, features, tokenizer)
+        model_config = dataclasses.asdict(spec.make_config(options))
         seed_everything(config.trainer.seed)
-        from speechs2s.models import build_model
-
-        model = build_model(config.model.name, options)
+        model = spec.build(options)
         if config.trainer.init_from and not resume:  # fine-tuning: weights and feature stats come along
-            load_initial_weights(model, config.trainer.init_from, config.model.name, rank)
-        elif config.data.feature_stats and not resume and rank == 0:  # DDP copies rank 0's buffers
+            load_initial_weights(model, config.trainer.init_from, spec.name, placement.rank)
+        elif config.data.feature_stats and not resume and placement.rank == 0:  # DDP copies rank 0's buffers
             set_feature_stats(model, config, train_entries, features)
-        checkpoint_config = {"task": config.task, "model": {"name": config.model.name, **model_config},
-                             "features": features.to_dict(), "train": config.to_dict()}
-        trainer = Trainer(config, model, train_set, valid_set, collate, checkpoint_config, tokenizer)
+        checkpoint_config = {"task": spec.task.name, "model": {"name": spec.name, **model_config},
+                             "features": features.to_dict() if features else {}, "train": config.to_dict()}
+        trainer = Trainer(config, model, train_set, valid_set, spec.task.collate, checkpoint_config, tokenizer,
+                          placement)
         return trainer.fit(resume=resume)
     finally:
-        if world_size > 1 and dist.is_initialized():
+        if placement.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
 
 
 # ---------------------------------------------------------------------------------------------
-# Building the pieces from a config (the task -> dataset mapping is the only branch on the task)
+# Building the pieces from a config (what differs between models comes from their ModelSpec)
 
 
-def read_text_entries(path: str) -> list[dict]:
-    """A language model's sentences (text file or manifest) as entries ``{"id", "text"}``."""
-    from speechs2s.data.datasets import read_sentences
-
-    return [{"id": f"{path}:{number}", "text": text} for number, text in enumerate(read_sentences(path), 1)]
-
-
-def task_features(config: TrainConfig):
-    from speechs2s.audio import ASR_FEATURES, TTS_FEATURES, FeatureConfig
-
-    defaults = ASR_FEATURES if config.task == "asr" else TTS_FEATURES
-    return FeatureConfig.from_dict({**defaults.to_dict(), **config.data.features})
-
-
-def check_entry_keys(config: TrainConfig, manifests: dict[str, list[dict]]) -> None:
-    """Every entry must have the keys the model trains on beyond audio and text (its class's
+def check_entry_keys(spec, manifests: dict[str, list[dict]]) -> None:
+    """Every entry must have the keys the model trains on beyond audio and text (its spec's
     ``entry_keys``, e.g. FastSpeech's ``durations``)."""
-    from speechs2s.models import model_classes
-
-    for key in getattr(model_classes(config.model.name)[0], "entry_keys", ()):
+    for key in spec.entry_keys:
         for path, entries in manifests.items():
             missing = [entry["id"] for entry in entries if key not in entry]
             if missing:
                 raise ConfigError(f"{path}: {len(missing)} entries have no {key!r} (first: {missing[0]!r}), which "
-                                  f"{config.model.name} trains on; write them with 'speechs2s {key}'")
+                                  f"{spec.name} trains on; write them with 'speechs2s {key}'")
 
 
 def load_initial_weights(model, directory: str, name: str, rank: int = 0) -> None:
@@ -148,9 +129,7 @@ def load_initial_weights(model, directory: str, name: str, rank: int = 0) -> Non
 
 def prepare_tokenizer(config: TrainConfig, train_entries: list[dict], rank: int, resume: bool):
     """The tokenizer at ``data.tokenizer.path``, or one built from the training transcripts and
-    saved as ``out_dir/tokenizer.json`` (by rank 0; reused on ``--resume``). None for vocoders."""
-    if config.task == "vocoder":
-        return None
+    saved as ``out_dir/tokenizer.json`` (by rank 0; reused on ``--resume``)."""
     from speechs2s.text.tokenizers import Tokenizer, build_tokenizer
 
     section = config.data.tokenizer
@@ -169,56 +148,23 @@ def prepare_tokenizer(config: TrainConfig, train_entries: list[dict], rank: int,
 
 
 def build_datasets(config: TrainConfig, train_entries: list[dict], tokenizer, features):
-    """``(train_set, valid_set, collate)``; augmentation applies to the training set only."""
-    from speechs2s.data import collate, datasets
-    from speechs2s.data.augment import SpecAugment
+    """``(train_set, valid_set)`` of the model's task; augmentation applies to the training set only."""
+    from speechs2s.models import model_spec
 
-    data, seed = config.data, config.trainer.seed
-    if config.task == "vocoder":
-        return (datasets.VocoderDataset(train_entries, features, seed=seed),
-                datasets.VocoderDataset(data.valid, features, seed=seed), collate.collate_vocoder)
-    if config.task == "lm":
-        return (datasets.TextDataset([entry["text"] for entry in train_entries], tokenizer),
-                datasets.TextDataset(data.valid, tokenizer), collate.collate_text)
-    dataset_cls, collate_fn = {"asr": (datasets.ASRDataset, collate.collate_asr),
-                               "tts": (datasets.TTSDataset, collate.collate_tts)}[config.task]
-    transform = None
-    if data.spec_augment is not None:
-        try:
-            transform = SpecAugment(**data.spec_augment)
-        except TypeError as error:
-            raise ConfigError(f"data.spec_augment: {error}") from None
-    train_set = dataset_cls(train_entries, tokenizer, features, transform=transform,
-                            speed_perturb=data.speed_perturb, seed=seed, cache_dir=data.feature_cache)
-    return train_set, dataset_cls(data.valid, tokenizer, features, seed=seed, cache_dir=data.feature_cache), collate_fn
-
-
-def model_options(config: TrainConfig, tokenizer, features) -> dict:
-    """``model.options`` with ``vocab_size``, ``sos_id``, ``n_mels`` and ``features`` filled in from
-    the tokenizer and features (for the fields the model's config declares)."""
-    from speechs2s.models import model_classes
-
-    _, config_cls = model_classes(config.model.name)
-    declared = {f.name for f in dataclasses.fields(config_cls)}
-    filled = {"n_mels": features.n_mels, "features": features.to_dict()}
-    if tokenizer is not None:
-        filled |= {"vocab_size": tokenizer.vocab_size, "sos_id": tokenizer.sos_id}
-    options = dict(config.model.options)
-    for key, value in filled.items():
-        if key in declared:
-            if key in options and options[key] != value:
-                raise ConfigError(f"model.options.{key}: {options[key]!r} disagrees with the data ({value!r}); "
-                                  "leave it out, the trainer fills it in")
-            options[key] = value
-    return options
+    data, seed, task = config.data, config.trainer.seed, model_spec(config.model.name).task
+    if not task.audio:  # text only (language models)
+        return task.dataset([entry["text"] for entry in train_entries], tokenizer), task.dataset(data.valid, tokenizer)
+    if not task.text:  # audio only (vocoders)
+        return task.dataset(train_entries, features, seed=seed), task.dataset(data.valid, features, seed=seed)
+    train_set = task.dataset(train_entries, tokenizer, features, transform=data.spec_augment,
+                             speed_perturb=data.speed_perturb, seed=seed, cache_dir=data.feature_cache)
+    return train_set, task.dataset(data.valid, tokenizer, features, seed=seed, cache_dir=data.feature_cache)
 
 
 def set_feature_stats(model: nn.Module, config: TrainConfig, entries: list[dict], features) -> None:
+    """Mean and std of the training features into the model (``load_config`` checked that it has them)."""
     from speechs2s.audio import compute_stats
 
-    if not hasattr(model, "set_feature_stats"):
-        raise ConfigError(f"data.feature_stats: model {config.model.name!r} has no feature normalisation; "
-                          "set data.feature_stats=false")
     mean, std = compute_stats(entries, features, max_files=STATS_MAX_FILES)
     model.set_feature_stats(mean, std)
 
@@ -232,15 +178,19 @@ class Trainer:
     bucketing; items are batched by ``collate``, which may return None for an unusable batch).
 
     ``checkpoint_config`` is written as each checkpoint's ``config.json`` (``task``, ``model`` with
-    its ``name``, ``features``); ``tokenizer`` (or None) as its ``tokenizer.json``.
+    its ``name``, ``features``); ``tokenizer`` (or None) as its ``tokenizer.json``. ``placement``:
+    from :func:`setup_distributed` (called here when not given).
+    Random choices of the datasets (augmentation) must come from their own per-item generators
+    (see :mod:`speechs2s.data.datasets`): the loop leaves the global RNGs to the model.
     """
 
     def __init__(self, config: TrainConfig, model: nn.Module, train_set: Dataset, valid_set: Dataset,
-                 collate: Callable, checkpoint_config: dict, tokenizer=None):
+                 collate: Callable, checkpoint_config: dict, tokenizer=None, placement: "Placement | None" = None):
         from speechs2s.data.sampler import BucketBatchSampler
 
         self.config, self.checkpoint_config, self.tokenizer = config, checkpoint_config, tokenizer
-        self.rank, self.world_size, self.device = setup_distributed(config.trainer.device)
+        placement = placement or setup_distributed(config.trainer.device)
+        self.rank, self.world_size, self.device = placement.rank, placement.world_size, placement.device
         self.out_dir = Path(config.trainer.out_dir)
         self.module = model.to(self.device)
         self.model = self.module
@@ -255,7 +205,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
         seed = config.trainer.seed
-        self.train_items = SeededItems(train_set, seed)
+        self.train_set = train_set
         self.collate = collate
         self.sampler = BucketBatchSampler(train_set.lengths, config.data.max_frames, shuffle=True, seed=seed,
                                           num_replicas=self.world_size, rank=self.rank)
@@ -340,9 +290,10 @@ class Trainer:
         cfg = self.config
         while True:
             self.sampler.load_state_dict({"seed": cfg.trainer.seed, "epoch": self.epoch, "position": self.position})
-            self.train_items.set_epoch(self.epoch)
+            if hasattr(self.train_set, "set_epoch"):
+                self.train_set.set_epoch(self.epoch)
             whole_epoch, usable = self.position == 0, False
-            for batch in self._loader(self.train_items, self.sampler):
+            for batch in self._loader(self.train_set, self.sampler):
                 self.position += 1
                 usable = usable or batch is not None
                 yield batch
@@ -574,14 +525,23 @@ class Trainer:
 # Helpers: devices, DDP, AMP, RNG, signals
 
 
-def setup_distributed(device_name: str | None) -> tuple[int, int, torch.device]:
-    """``(rank, world_size, device)``; joins the process group when launched by torchrun
-    (``WORLD_SIZE`` > 1): NCCL on CUDA (one GPU per ``LOCAL_RANK``), gloo on CPU."""
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where this process trains: its ``rank`` of ``world_size`` processes, on ``device``."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+
+def setup_distributed(device_name: str | None) -> Placement:
+    """This process's :class:`Placement`; joins the process group when launched by torchrun
+    (``WORLD_SIZE`` > 1): NCCL on CUDA (one GPU per ``LOCAL_RANK``), gloo on CPU. Called once per run."""
     from speechs2s.utils import select_device
 
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     if world_size == 1:
-        return 0, 1, select_device(device_name)
+        return Placement(0, 1, select_device(device_name))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if device_name in (None, "cuda") and torch.cuda.is_available():
         device = torch.device("cuda", local_rank)
@@ -590,7 +550,7 @@ def setup_distributed(device_name: str | None) -> tuple[int, int, torch.device]:
         device = select_device(device_name)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), world_size, device
+    return Placement(dist.get_rank(), world_size, device)
 
 
 def barrier() -> None:
@@ -645,28 +605,6 @@ def preserved_rng():
         yield
     finally:
         set_rng_state(state)
-
-
-class SeededItems(Dataset):
-    """Wraps a dataset so that item ``i`` of epoch ``e`` sees global RNGs seeded by ``(seed, e, i)``
-    (for transforms such as SpecAugment that draw from them): items are then the same whichever
-    worker loads them and whenever, which keeps resumed runs exact. Forwards ``set_epoch``."""
-
-    def __init__(self, dataset: Dataset, seed: int):
-        self.dataset, self.seed, self.epoch = dataset, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int):
-        with preserved_rng():
-            seed_everything(((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index) % 2**63)
-            return self.dataset[index]
 
 
 class StopOnSignal:
