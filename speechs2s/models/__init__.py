@@ -8,6 +8,7 @@ from speechs2s.errors import ConfigError
 
 MODELS = {
     "transformer_asr": ("speechs2s.models.asr_transformer", "TransformerASR", "TransformerASRConfig"),
+    "conformer_asr": ("speechs2s.models.asr_conformer", "ConformerASR", "ConformerASRConfig"),
     "lstm_asr": ("speechs2s.models.asr_lstm", "LSTMASR", "LSTMASRConfig"),
     "transformer_tts": ("speechs2s.models.tts_transformer", "TransformerTTS", "TransformerTTSConfig"),
     "tacotron2": ("speechs2s.models.tts_tacotron", "Tacotron2", "Tacotron2Config"),
