@@ -1,4 +1,6 @@
 """TransformerASR, ConformerASR and LSTMASR: shapes, the decoding protocol, and overfitting real speech."""
+from pathlib import Path
+
 import pytest
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -14,10 +16,12 @@ from speechs2s.models import build_model
 from speechs2s.models.asr_conformer import ConformerASR, ConformerASRConfig
 from speechs2s.models.asr_lstm import LSTMASR, LSTMASRConfig
 from speechs2s.models.asr_transformer import TransformerASR, TransformerASRConfig
+from speechs2s.nn.attention import MultiHeadAttention, rotary_embedding
 from speechs2s.text.tokenizers import CharTokenizer
-from speechs2s.train.config import from_dict
+from speechs2s.train.config import from_dict, load_config
 from speechs2s.train.trainer import train
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TOKENIZER = CharTokenizer()
 # At least 0.35 s each: CTC after ×4 subsampling (40 ms frames) needs 6 frames for "three".
@@ -145,6 +149,27 @@ def test_tiny_model_overfits_real_digits(kind, digits):
 
 
 # -- Conformer ----------------------------------------------------------------------------------
+
+
+def test_rotary_attention_depends_on_distance_only():
+    """Rotary positions: shifting every position by the same offset leaves the attention weights unchanged."""
+    torch.manual_seed(0)
+    attention = MultiHeadAttention(16, 2).eval()
+    x = torch.randn(1, 5, 16)
+    cos, sin = rotary_embedding(12, 8)
+    _, at_zero = attention(x, x, x, need_weights=True, rotary=(cos[:5], sin[:5]))
+    _, shifted = attention(x, x, x, need_weights=True, rotary=(cos[7:], sin[7:]))
+    _, plain = attention(x, x, x, need_weights=True)
+    torch.testing.assert_close(at_zero, shifted, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(at_zero, plain, atol=1e-3)
+
+
+@pytest.mark.parametrize("name, size", [("asr_conformer_tiny", (2.5e6, 3e6)), ("asr_conformer_base", (30e6, 36e6))])
+def test_conformer_configs_build(name, size):
+    config = load_config(CONFIGS / f"{name}.yaml", check_files=False)
+    vocab_size = 5000 if name.endswith("base") else TOKENIZER.vocab_size
+    model = build_model(config.model.name, {"vocab_size": vocab_size, **config.model.options})
+    assert isinstance(model, ConformerASR) and size[0] < count(model) < size[1]
 
 
 def test_conformer_presets_and_config_checks():

@@ -1,7 +1,7 @@
 """What every attention-based ASR model shares: feature normalisation, the joint CTC/attention loss
 with label smoothing and scheduled sampling, and the decoding protocol used by ``decode/asr.py``.
 
-Decoding protocol (implemented by :class:`TransformerASR` and :class:`LSTMASR`):
+Decoding protocol (implemented by :class:`TransformerASR`, :class:`ConformerASR` and :class:`LSTMASR`):
 
 - ``encode(features (B, T, M), feature_lengths (B,)) -> (enc (B, T', D), enc_lengths (B,))``
   (training calls ``encode_layers``, which may add intermediate encoder outputs for intermediate CTC)
