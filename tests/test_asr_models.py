@@ -164,7 +164,8 @@ def test_rotary_attention_depends_on_distance_only():
     assert not torch.allclose(at_zero, plain, atol=1e-3)
 
 
-@pytest.mark.parametrize("name, size", [("asr_conformer_tiny", (2.5e6, 3e6)), ("asr_conformer_base", (30e6, 36e6))])
+@pytest.mark.parametrize("name, size", [("asr_conformer_tiny", (2.5e6, 3e6)), ("asr_conformer_small", (6.5e6, 7.5e6)),
+                                        ("asr_conformer_base", (30e6, 36e6))])
 def test_conformer_configs_build(name, size):
     config = load_config(CONFIGS / f"{name}.yaml", check_files=False)
     vocab_size = 5000 if name.endswith("base") else TOKENIZER.vocab_size
