@@ -1,22 +1,34 @@
-"""TransformerASR and LSTMASR: shapes, the decoding protocol, and overfitting real speech."""
+"""TransformerASR, ConformerASR and LSTMASR: shapes, the decoding protocol, and overfitting real speech."""
+from pathlib import Path
+
 import pytest
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from speechs2s.asr import load_asr
 from speechs2s.audio import ASR_FEATURES, LogMel, load_audio
-from speechs2s.decode.asr import ctc_greedy, greedy_attention
+from speechs2s.checkpoint import load_checkpoint, read_weights
+from speechs2s.data.corpora import import_fsdd
+from speechs2s.data.manifest import write_manifest
+from speechs2s.decode.asr import DecodeConfig, ctc_greedy, greedy_attention
 from speechs2s.errors import ConfigError
 from speechs2s.models import build_model
+from speechs2s.models.asr_conformer import ConformerASR, ConformerASRConfig
 from speechs2s.models.asr_lstm import LSTMASR, LSTMASRConfig
 from speechs2s.models.asr_transformer import TransformerASR, TransformerASRConfig
+from speechs2s.nn.attention import MultiHeadAttention, rotary_embedding
 from speechs2s.text.tokenizers import CharTokenizer
+from speechs2s.train.config import from_dict, load_config
+from speechs2s.train.trainer import train
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TOKENIZER = CharTokenizer()
 # At least 0.35 s each: CTC after ×4 subsampling (40 ms frames) needs 6 frames for "three".
 UTTERANCES = [(0, "george", 5), (1, "jackson", 5), (2, "jackson", 6), (3, "nicolas", 5),
               (4, "george", 5), (5, "yweweler", 5), (6, "theo", 5), (7, "nicolas", 6)]
 MODELS = {"transformer": (TransformerASR, TransformerASRConfig, 1e-3, 100),
+          "conformer": (ConformerASR, ConformerASRConfig, 1e-3, 100),
           "lstm": (LSTMASR, LSTMASRConfig, 5e-3, 100)}
 
 
@@ -134,3 +146,113 @@ def test_tiny_model_overfits_real_digits(kind, digits):
         assert [TOKENIZER.decode(hyp) for hyp in attention_hyps] == expected
         assert [TOKENIZER.decode(hyp) for hyp in ctc_hyps] == expected
         assert model.validation_extras(digits) == ({"ctc_ter": 0.0}, {})
+
+
+# -- Conformer ----------------------------------------------------------------------------------
+
+
+def test_rotary_attention_depends_on_distance_only():
+    """Rotary positions: shifting every position by the same offset leaves the attention weights unchanged."""
+    torch.manual_seed(0)
+    attention = MultiHeadAttention(16, 2).eval()
+    x = torch.randn(1, 5, 16)
+    cos, sin = rotary_embedding(12, 8)
+    _, at_zero = attention(x, x, x, need_weights=True, rotary=(cos[:5], sin[:5]))
+    _, shifted = attention(x, x, x, need_weights=True, rotary=(cos[7:], sin[7:]))
+    _, plain = attention(x, x, x, need_weights=True)
+    torch.testing.assert_close(at_zero, shifted, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(at_zero, plain, atol=1e-3)
+
+
+@pytest.mark.parametrize("name, size", [("asr_conformer_tiny", (2.5e6, 3e6)), ("asr_conformer_small", (6.5e6, 7.5e6)),
+                                        ("asr_conformer_base", (30e6, 36e6))])
+def test_conformer_configs_build(name, size):
+    config = load_config(CONFIGS / f"{name}.yaml", check_files=False)
+    vocab_size = 5000 if name.endswith("base") else TOKENIZER.vocab_size
+    model = build_model(config.model.name, {"vocab_size": vocab_size, **config.model.options})
+    assert isinstance(model, ConformerASR) and size[0] < count(model) < size[1]
+
+
+def test_conformer_presets_and_config_checks():
+    assert 1e6 < count(tiny_model("conformer")) < 4e6
+    assert 5e6 < count(ConformerASR(ConformerASRConfig.preset("small", vocab_size=256))) < 8e6  # <= 32 MB float32
+    base = build_model("conformer_asr", {"vocab_size": 5000})
+    assert isinstance(base, ConformerASR) and 30e6 < count(base) < 36e6  # ESPnet LibriSpeech-100 Conformer
+    config = base.config
+    assert (config.d_model, config.n_heads, config.encoder_layers, config.d_ff, config.conv_kernel) == (256, 4, 12, 1024, 31)
+    assert (config.decoder_layers, config.decoder_d_ff) == (6, 2048)
+    for options, message in [({"conv_kernel": 30}, "odd"), ({"d_model": 12, "n_heads": 4}, "even"),
+                             ({"conv_norm": "group"}, "conv_norm"), ({"interctc_layers": [4]}, "blocks 1..3"),
+                             ({"interctc_layers": [2]}, "go together"), ({"subsampling_factor": 5}, "4, 6, 8"),
+                             ({"interctc_layers": [2], "interctc_weight": 0.5, "ctc_weight": 0.0}, "CTC head")]:
+        with pytest.raises(ConfigError, match=message):
+            build_model("conformer_asr", {"vocab_size": 10, "encoder_layers": 4, **options})
+
+
+@pytest.mark.parametrize("factor", [6, 8])
+def test_subsampling_6_and_8_lengths_and_padding(factor, digits):
+    """×6 (3x3 stride 2, 5x5 stride 3) and ×8 (three 3x3 stride 2) front-ends: output lengths follow the
+    convolutions, and a padded utterance encodes as it does alone."""
+    model = tiny_model("conformer", subsampling_factor=factor).eval()
+    features, lengths = digits["features"], digits["feature_lengths"]
+    expected = (lengths - 1) // 2
+    expected = (expected - 5) // 3 + 1 if factor == 6 else ((expected - 1) // 2 - 1) // 2
+    with torch.no_grad():
+        enc, enc_lengths = model.encode(features, lengths)
+        assert enc_lengths.tolist() == expected.tolist() and enc.shape[:2] == (8, int(expected.max()))
+        n = int(lengths[1])  # shorter than the longest: padding must not leak in
+        alone, alone_length = model.encode(features[1:2, :n], lengths[1:2])
+        assert alone_length.item() == enc_lengths[1].item()
+        torch.testing.assert_close(enc[1, :alone_length.item()], alone[0], atol=1e-5, rtol=1e-4)
+        receptive_field = model.subsampling.receptive_field
+        assert receptive_field == {6: 11, 8: 15}[factor]
+        for n in (1, receptive_field - 1, receptive_field):  # a clip under the receptive field gives one frame
+            out, out_lengths = model.encode(features[1:3, :n], torch.tensor([n, 1]))
+            assert out.shape[:2] == (2, 1) and out_lengths.tolist() == [1, 1] and torch.isfinite(out).all()
+
+
+def test_conformer_intermediate_ctc_loss(digits):
+    torch.manual_seed(0)
+    model = tiny_model("conformer", interctc_layers=[1, 2], interctc_weight=0.4)
+    out = model(digits)
+    assert set(out) == {"loss", "ctc", "interctc", "att", "acc"}
+    ctc = 0.6 * out["ctc"] + 0.4 * out["interctc"]
+    torch.testing.assert_close(out["loss"], 0.3 * ctc + 0.7 * out["att"])
+    out["loss"].backward()
+    assert all(p.grad is not None for p in model.parameters())
+    with torch.no_grad():  # the CTC head scores the outputs of blocks 1 and 2 as well (same loss as training)
+        model.eval()
+        enc, enc_lengths, intermediate = model.encode_layers(digits["features"], digits["feature_lengths"])
+        assert len(intermediate) == 2 and all(h.shape == enc.shape for h in intermediate)
+        torch.testing.assert_close(model.encode(digits["features"], digits["feature_lengths"])[0], enc)
+
+
+def test_conformer_trains_resumes_exactly_and_transcribes(tmp_path, corpora):
+    """The trainer runs a Conformer with intermediate CTC on real speech: a resumed run equals an
+    uninterrupted one bit for bit (batch-norm statistics included), and the checkpoint decodes."""
+    entries = sorted(import_fsdd(corpora / "fsdd"), key=lambda e: e["id"])
+    write_manifest(tmp_path / "train.jsonl", entries[:16])
+    write_manifest(tmp_path / "valid.jsonl", entries[16:20])
+
+    def run(out_dir: str, max_steps: int, resume: bool = False):
+        options = {"d_model": 32, "n_heads": 2, "encoder_layers": 2, "decoder_layers": 1, "d_ff": 64, "decoder_d_ff": 64,
+                   "conv_kernel": 5, "subsampling_channels": 4, "interctc_layers": [1], "interctc_weight": 0.3}
+        return train(from_dict({
+            "task": "asr", "model": {"name": "conformer_asr", "options": options},
+            "data": {"train": str(tmp_path / "train.jsonl"), "valid": str(tmp_path / "valid.jsonl"), "max_frames": 800,
+                     "num_workers": 0, "spec_augment": {}, "speed_perturb": [0.9, 1.0, 1.1],
+                     "features": {"sample_rate": 8000, "n_fft": 200, "win_length": 200, "hop_length": 80, "n_mels": 20}},
+            "optim": {"lr": 3e-3, "warmup_steps": 2},
+            "trainer": {"max_steps": max_steps, "valid_every": 3, "ckpt_every": 3, "log_every": 3, "average_last": 1,
+                        "out_dir": str(tmp_path / out_dir), "device": "cpu"}}), resume=resume)
+
+    run("split", 3)
+    final = run("split", 6, resume=True)
+    run("full", 6)
+    resumed, full = (read_weights(tmp_path / f"{run}/checkpoints/step-000006") for run in ("split", "full"))
+    assert resumed.keys() == full.keys() and any("running_mean" in name for name in full)
+    assert all(torch.equal(resumed[name], full[name]) for name in full)
+    model, _, saved = load_checkpoint(final)
+    assert isinstance(model, ConformerASR) and saved["model"]["interctc_layers"] == [1]
+    texts = load_asr(final, device="cpu").transcribe([entries[0]["audio"], entries[1]["audio"]], decode=DecodeConfig(beam_size=3))
+    assert len(texts) == 2 and all(isinstance(text, str) for text in texts)

@@ -217,3 +217,40 @@ def test_ctc_modes_and_models_trained_with_one_objective():
         assert _ctc_log_p(log_probs[b, :n], tokens) >= _ctc_log_p(log_probs[b, :n], best_path[b]) - 1e-5
     with pytest.raises(ConfigError, match="no CTC head"):
         decode(tiny_model("lstm", ctc_weight=0.0), features, lengths, DecodeConfig(mode="ctc_greedy"), EOS)
+
+
+def never_ending(model):
+    """The same real model, except that its decoder never gives <eos> any probability."""
+
+    class NeverEnding(type(model)):
+        def decode_step(self, prev_tokens, state):
+            log_probs, state = super().decode_step(prev_tokens, state)
+            return log_probs.index_fill(1, torch.tensor([EOS]), float("-inf")), state
+
+    clone = NeverEnding(model.config)
+    clone.load_state_dict(model.state_dict())
+    return clone.eval()
+
+
+@pytest.mark.parametrize("kind", MODELS)
+@pytest.mark.parametrize("ctc_weight", [0.0, 0.3])
+def test_beam_search_without_any_finished_hypothesis_returns_the_best_live_one(kind, ctc_weight):
+    """No hypothesis can end with eos (the bug behind an IndexError in ``speechs2s transcribe``): every
+    utterance still gets its best hypotheses, ranked, each scored without eos."""
+    model = never_ending(tiny_model(kind, seed=1))
+    features, lengths = _batch((40, 12, 28))
+    config = DecodeConfig(beam_size=3, ctc_weight=ctc_weight, max_len_ratio=0.5)
+    with torch.no_grad():
+        enc, enc_lengths = model.encode(features, lengths)
+        beams = beam_search(model, enc, enc_lengths, config, EOS)
+        for b, hyps in enumerate(beams):
+            assert hyps and all(math.isfinite(h.score) and EOS not in h.tokens for h in hyps)
+            normalized = [h.score / (len(h.tokens) + 1) for h in hyps]
+            assert normalized == sorted(normalized, reverse=True)
+            if ctc_weight == 0:  # every hypothesis runs to the length limit; its score is log p_att(tokens)
+                best = hyps[0].tokens
+                assert len(best) == math.ceil(0.5 * int(enc_lengths[b]))
+                inputs = torch.tensor([[EOS] + best[:-1]])
+                att = model.decoder_log_probs(inputs, enc[b:b + 1], enc_lengths[b:b + 1])
+                assert hyps[0].score == pytest.approx(float(att.gather(2, torch.tensor([best])[..., None]).sum()), abs=1e-3)
+    assert decode(model, features, lengths, config, EOS) == [hyps[0].tokens for hyps in beams]

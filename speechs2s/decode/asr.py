@@ -67,7 +67,8 @@ class DecodeConfig:
 
 @dataclass
 class Hypothesis:
-    """A finished hypothesis: ``tokens`` (no sos/eos/blank) and its joint log-probability ``score``."""
+    """A hypothesis: ``tokens`` (no sos/eos/blank) and its joint log-probability ``score`` (eos included
+    when it finished)."""
 
     tokens: list[int]
     score: float
@@ -216,11 +217,13 @@ def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: Dec
     Each step scores the ``pre_beam`` best attention continuations of every live hypothesis (all of
     them are CTC-rescored when ``ctc_weight > 0``), then, per utterance, finalises the hypotheses that
     chose eos among the ``K`` best candidates and keeps the ``K`` best non-eos ones alive. An
-    utterance is done once it has ``K`` finished hypotheses or reaches its maximum length, where
-    every live hypothesis is ended with eos. Returns per utterance its finished hypotheses, best first
-    by ``score / (len + 1) ** length_penalty``. With ``lm`` (and ``config.lm_weight > 0``) the
-    candidates are pre-selected on the attention and LM scores together, and each step adds
-    ``lm_weight * log p_lm`` and, for non-eos tokens, ``length_bonus``.
+    utterance is done once it has ``K`` finished hypotheses, reaches its maximum length (where every
+    live hypothesis is ended with eos) or has no possible continuation left. Returns per utterance
+    its finished hypotheses, best first by ``score / (len + 1) ** length_penalty``; an utterance where
+    none could end (a decoder that never emits eos, or eos impossible under CTC) gets its live
+    hypotheses of the last step instead, scored without eos: never an empty list. With ``lm`` (and
+    ``config.lm_weight > 0``) the candidates are pre-selected on the attention and LM scores together,
+    and each step adds ``lm_weight * log p_lm`` and, for non-eos tokens, ``length_bonus``.
     """
     B, K = len(enc), config.beam_size
     device = enc.device
@@ -268,14 +271,21 @@ def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: Dec
         for i, k in (is_eos.gather(1, top) & (top_scores > NEG_INF)).nonzero().tolist():
             parent = i * K + int(top[i, k]) // C
             finished[searching[i]].append(Hypothesis(prefixes[parent], float(top_scores[i, k])))
-        keep = [i for i, b in enumerate(searching) if len(finished[b]) < K and step < limit[b]]
+        continued, best = total.masked_fill(is_eos, NEG_INF).topk(K, -1)  # (n, K) best non-eos continuations
+        keep = []
+        for i, b in enumerate(searching):
+            if len(finished[b]) < K and step < limit[b] and continued[i, 0] > NEG_INF:
+                keep.append(i)
+            elif not finished[b]:  # no hypothesis could end: return the live ones, unfinished
+                finished[b] = [Hypothesis(prefixes[i * K + k], float(scores[i, k]))
+                               for k in range(K) if scores[i, k] > NEG_INF]
         if not keep:
             break
 
         # keep the K best non-eos continuations of the utterances still searched
         searching = [searching[i] for i in keep]
         kept = torch.tensor(keep, device=device)
-        scores, best = total[kept].masked_fill(is_eos[kept], NEG_INF).topk(K, -1)  # (n', K)
+        scores, best = continued[kept], best[kept]  # (n', K)
         parents = (kept[:, None] * K + best // C).reshape(-1)
         tokens = candidates.reshape(n, K * C)[kept].gather(1, best).reshape(-1)
         state = model.reorder_state(state, parents)

@@ -21,6 +21,7 @@ from speechs2s.data.collate import collate_asr, collate_text, collate_tts, colla
 from speechs2s.data.datasets import ASRDataset, TextDataset, TTSDataset, VocoderDataset, read_text_entries
 from speechs2s.data.manifest import read_manifest
 from speechs2s.errors import ConfigError
+from speechs2s.models.asr_conformer import ConformerASR, ConformerASRConfig
 from speechs2s.models.asr_lstm import LSTMASR, LSTMASRConfig
 from speechs2s.models.asr_transformer import TransformerASR, TransformerASRConfig
 from speechs2s.models.lm import LSTMLM, LSTMLMConfig
@@ -93,6 +94,7 @@ class ModelSpec:
 
 MODELS = {spec.name: spec for spec in [
     ModelSpec("transformer_asr", ASR, TransformerASR, TransformerASRConfig, TransformerASRConfig.PRESETS),
+    ModelSpec("conformer_asr", ASR, ConformerASR, ConformerASRConfig, ConformerASRConfig.PRESETS),
     ModelSpec("lstm_asr", ASR, LSTMASR, LSTMASRConfig, LSTMASRConfig.PRESETS),
     ModelSpec("transformer_tts", TTS, TransformerTTS, TransformerTTSConfig),
     ModelSpec("tacotron2", TTS, Tacotron2, Tacotron2Config),

@@ -1,9 +1,10 @@
 """What every attention-based ASR model shares: feature normalisation, the joint CTC/attention loss
 with label smoothing and scheduled sampling, and the decoding protocol used by ``decode/asr.py``.
 
-Decoding protocol (implemented by :class:`TransformerASR` and :class:`LSTMASR`):
+Decoding protocol (implemented by :class:`TransformerASR`, :class:`ConformerASR` and :class:`LSTMASR`):
 
 - ``encode(features (B, T, M), feature_lengths (B,)) -> (enc (B, T', D), enc_lengths (B,))``
+  (training calls ``encode_layers``, which may add intermediate encoder outputs for intermediate CTC)
 - ``ctc_log_probs(enc) -> (B, T', V)`` (blank = 0; only when the model has a CTC head)
 - ``decoder_log_probs(tokens (B, L), enc, enc_lengths) -> (B, L, V)``: teacher-forced, ``tokens``
   start with ``sos_id``; position i scores the token after ``tokens[:, :i + 1]``.
@@ -63,6 +64,11 @@ class ASRModel(FeatureNormalization, nn.Module):
         self.sos_id = self.eos_id = config.sos_id
         self.register_feature_stats(config.n_mels)
 
+    def encode_layers(self, features: torch.Tensor, feature_lengths: torch.Tensor):
+        """``encode`` plus the outputs ``[(B, T', D), ...]`` of the encoder layers that take an intermediate
+        CTC loss (Lee & Watanabe 2021), none by default. A model returning some has ``config.interctc_weight``."""
+        return *self.encode(features, feature_lengths), []
+
     def ctc_log_probs(self, enc: torch.Tensor) -> torch.Tensor:
         """``enc (B, T', D) -> (B, T', V)`` CTC log-probabilities (float32)."""
         if self.ctc_head is None:
@@ -89,7 +95,9 @@ class ASRModel(FeatureNormalization, nn.Module):
     def forward(self, batch: dict) -> dict:
         """``batch``: ``features (B, T, M)``, ``feature_lengths``, ``tokens (B, L)`` padded 0, ``token_lengths``
         -> ``dict(loss, ctc, att, acc)`` with ``loss = w * ctc + (1 - w) * att`` (``w = ctc_weight``);
-        ``ctc`` is left out when ``w == 0``, ``att``/``acc`` when ``w == 1``.
+        ``ctc`` is left out when ``w == 0``, ``att``/``acc`` when ``w == 1``. With intermediate CTC
+        (``encode_layers``), ``interctc`` is the mean CTC loss of the intermediate layers (same CTC head)
+        and ``ctc`` in the loss becomes ``(1 - v) * ctc + v * interctc`` (``v = interctc_weight``).
 
         Scheduled sampling (training only, probability ``p = scheduled_sampling``): a first
         teacher-forced pass without gradients predicts every position greedily; each decoder input
@@ -97,10 +105,15 @@ class ASRModel(FeatureNormalization, nn.Module):
         loss comes from a second pass on these mixed inputs."""
         config = self.config
         tokens, token_lengths = batch["tokens"], batch["token_lengths"]
-        enc, enc_lengths = self.encode(batch["features"], batch["feature_lengths"])
+        enc, enc_lengths, intermediate = self.encode_layers(batch["features"], batch["feature_lengths"])
         parts = {}
         if config.ctc_weight > 0:
             parts["ctc"] = ctc_loss(self.ctc_log_probs(enc), enc_lengths, tokens, token_lengths)
+        ctc = parts.get("ctc", 0.0)
+        if intermediate:
+            parts["interctc"] = sum(ctc_loss(self.ctc_log_probs(h), enc_lengths, tokens, token_lengths)
+                                    for h in intermediate) / len(intermediate)
+            ctc = (1 - config.interctc_weight) * ctc + config.interctc_weight * parts["interctc"]
         if config.ctc_weight < 1:
             inputs, targets = self.teacher_forcing_pairs(tokens, token_lengths)
             if self.training and config.scheduled_sampling > 0:
@@ -112,7 +125,7 @@ class ASRModel(FeatureNormalization, nn.Module):
             parts["att"] = label_smoothed_cross_entropy(logits, targets, token_lengths + 1, config.label_smoothing)
             valid = targets != 0
             parts["acc"] = (logits.argmax(dim=-1) == targets)[valid].float().mean()
-        loss = config.ctc_weight * parts.get("ctc", 0.0) + (1 - config.ctc_weight) * parts.get("att", 0.0)
+        loss = config.ctc_weight * ctc + (1 - config.ctc_weight) * parts.get("att", 0.0)
         return {"loss": loss, **parts}
 
     @torch.no_grad()

@@ -31,8 +31,10 @@ class TransformerASRConfig(ASRHeadConfig):
     encoder_layers: int = 12
     decoder_layers: int = 6
     d_ff: int = 2048
+    decoder_d_ff: int | None = None  # the decoder's feed-forward width; None = d_ff
     dropout: float = 0.1
     subsampling_channels: int = 256  # Conv2d front-end width: the main CPU cost of small models
+    subsampling_factor: int = 4      # frame-rate reduction of the front-end: 4, 6 or 8
 
     PRESETS: ClassVar[dict] = {
         "tiny": {"d_model": 144, "n_heads": 4, "encoder_layers": 4, "decoder_layers": 2, "d_ff": 576,
@@ -47,7 +49,6 @@ class TransformerASRConfig(ASRHeadConfig):
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
 
 
-
 class TransformerASR(ASRModel):
     """Joint CTC / attention Transformer ASR. See :mod:`speechs2s.models.asr_base` for the
     training and decoding interfaces."""
@@ -55,18 +56,25 @@ class TransformerASR(ASRModel):
     def __init__(self, config: TransformerASRConfig):
         super().__init__(config)
         d_model, vocab_size = config.d_model, config.vocab_size
-        self.subsampling = Conv2dSubsampling(config.n_mels, d_model, config.subsampling_channels)
-        self.encoder_position = PositionalEncoding(d_model, config.dropout, input_scale=math.sqrt(d_model))
-        self.encoder = TransformerEncoder(config.encoder_layers, d_model, config.n_heads, config.d_ff, config.dropout)
+        self.subsampling = Conv2dSubsampling(config.n_mels, d_model, config.subsampling_channels,
+                                             config.subsampling_factor)
+        self.build_encoder(config)
         self.ctc_head = nn.Linear(d_model, vocab_size) if config.ctc_weight > 0 else None
         self.embedding = nn.Embedding(vocab_size, d_model)
         self.decoder_position = PositionalEncoding(d_model, config.dropout, input_scale=math.sqrt(d_model))
-        self.decoder = TransformerDecoder(config.decoder_layers, d_model, config.n_heads, config.d_ff, config.dropout)
+        self.decoder = TransformerDecoder(config.decoder_layers, d_model, config.n_heads,
+                                          config.decoder_d_ff or config.d_ff, config.dropout)
         self.output = nn.Linear(d_model, vocab_size)
 
+    def build_encoder(self, config):
+        """The layers between the subsampling front-end and the CTC head (a subclass builds its own)."""
+        self.encoder_position = PositionalEncoding(config.d_model, config.dropout, input_scale=math.sqrt(config.d_model))
+        self.encoder = TransformerEncoder(config.encoder_layers, config.d_model, config.n_heads, config.d_ff,
+                                          config.dropout)
+
     def encode(self, features: torch.Tensor, feature_lengths: torch.Tensor):
-        """``features (B, T, M)`` log-mels (T >= 7), ``feature_lengths (B,)`` -> ``enc (B, T', D)``, ``enc_lengths (B,)``
-        with ``T' = ((T - 1) // 2 - 1) // 2``."""
+        """``features (B, T, M)`` log-mels, ``feature_lengths (B,)`` -> ``enc (B, T', D)``, ``enc_lengths (B,)``
+        with ``T'`` = ``T`` reduced ``subsampling_factor`` times (×4: ``((T - 1) // 2 - 1) // 2``)."""
         x, lengths = self.subsampling(self.normalize(features), feature_lengths)
         x, _ = self.encoder(self.encoder_position(x), key_padding_mask(lengths, x.size(1)))
         return x, lengths

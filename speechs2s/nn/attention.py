@@ -13,6 +13,24 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
+def rotary_embedding(length: int, dim: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotary position embedding (Su et al. 2021, RoFormer) of positions ``0 .. length - 1`` for heads
+    of ``dim`` (even) channels: ``(cos, sin)``, each ``(length, dim)``; channel ``i`` and ``i + dim/2``
+    form a pair rotated by ``position * 10000 ** (-2 i / dim)``."""
+    frequency = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    angles = torch.arange(length, device=device, dtype=torch.float32)[:, None] * frequency
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate ``x (..., L, dim)`` by :func:`rotary_embedding` ``(cos, sin)``: the dot product of a rotated
+    query and key then depends on their positions only through their distance."""
+    cos, sin = (t.to(x.dtype) for t in rotary)
+    first, second = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-second, first], dim=-1) * sin
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head scaled dot-product attention.
 
@@ -41,11 +59,15 @@ class MultiHeadAttention(nn.Module):
         its past positions (concatenated along ``Lk``), instead of re-projecting them at every step."""
         return torch.cat([self.key(key), self.value(value)], dim=-1)
 
-    def attend(self, query, key_value, mask=None, need_weights: bool = False):
+    def attend(self, query, key_value, mask=None, need_weights: bool = False, rotary=None):
         """``query (B, Lq, D)``, ``key_value (B, Lk, 2 * D)`` from :meth:`project_key_value`,
-        ``mask`` bool broadcastable to ``(B, H, Lq, Lk)`` -> ``(out (B, Lq, D), weights (B, H, Lq, Lk) or None)``."""
+        ``mask`` bool broadcastable to ``(B, H, Lq, Lk)``, ``rotary``: :func:`rotary_embedding` ``(cos, sin)``
+        of self-attention (``Lq == Lk``) to rotate queries and keys by their positions, or None
+        -> ``(out (B, Lq, D), weights (B, H, Lq, Lk) or None)``."""
         q = self._heads(self.query(query))
         k, v = key_value.unflatten(-1, (2, self.n_heads, -1)).permute(2, 0, 3, 1, 4)  # (B, H, Lk, D/H) each
+        if rotary is not None:
+            q, k = apply_rotary(q, rotary), apply_rotary(k, rotary)
         dropout = self.dropout if self.training else 0.0
         if need_weights:
             scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.size(-1))
@@ -59,10 +81,10 @@ class MultiHeadAttention(nn.Module):
                 context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         return self.out(context.transpose(1, 2).flatten(2)), weights
 
-    def forward(self, query, key, value, mask=None, need_weights: bool = False):
+    def forward(self, query, key, value, mask=None, need_weights: bool = False, rotary=None):
         """``query (B, Lq, D)``, ``key/value (B, Lk, kv_dim)``, ``mask`` bool broadcastable to
-        ``(B, H, Lq, Lk)`` -> ``(out (B, Lq, D), weights (B, H, Lq, Lk) or None)``."""
-        return self.attend(query, self.project_key_value(key, value), mask, need_weights)
+        ``(B, H, Lq, Lk)``, ``rotary`` as in :meth:`attend` -> ``(out (B, Lq, D), weights (B, H, Lq, Lk) or None)``."""
+        return self.attend(query, self.project_key_value(key, value), mask, need_weights, rotary)
 
 
 class LocationSensitiveAttention(nn.Module):

@@ -46,10 +46,10 @@ class PositionalEncoding(nn.Module):
 
 
 class FeedForward(nn.Sequential):
-    """Position-wise ``Linear(D, d_ff) -> ReLU -> Dropout -> Linear(d_ff, D)``."""
+    """Position-wise ``Linear(D, d_ff) -> activation (ReLU; SiLU in Conformers) -> Dropout -> Linear(d_ff, D)``."""
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0):
-        super().__init__(nn.Linear(d_model, d_ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
+    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, activation: type[nn.Module] = nn.ReLU):
+        super().__init__(nn.Linear(d_model, d_ff), activation(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
 
 
 class EncoderLayer(nn.Module):
