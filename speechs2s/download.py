@@ -77,7 +77,7 @@ def download(
             try:
                 with open(part, "ab" if offset else "wb") as out, tqdm(
                     total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                    desc=dest.name,
+                    desc=dest.name, disable=None,  # no bar unless stderr is a terminal: logs stay readable
                 ) as progress:
                     while chunk := response.read(CHUNK_BYTES):
                         out.write(chunk)
