@@ -194,3 +194,19 @@ def test_zip_escape_refused_and_plain_zip_extracts(tmp_path):
     with zipfile.ZipFile(good, "w") as zf:
         zf.writestr("corpus/ok.txt", "fine")
     assert (extract(good, tmp_path / "out") / "corpus" / "ok.txt").read_text() == "fine"
+
+
+def test_cli_refuses_a_symlink_chain_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from speechs2s.cli import main
+
+    archive = tmp_path / "chain.tar"
+    add_links(archive, ("up", "."), ("corpus/out", "../up/.."))
+    target = tmp_path / "out" / "inner"
+    result = CliRunner().invoke(main, ["download", archive.as_uri(), f"{tmp_path}/downloads/", "--extract", str(target)])
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path}/downloads/chain.tar: refusing member 'corpus/out' links to 'corpus/../up/..': "
+        "goes through symlink member 'up'"]
+    assert list(target.iterdir()) == []

