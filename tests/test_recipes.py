@@ -327,6 +327,12 @@ def test_joe_stage0_reads_the_downloaded_ljspeech_metadata(served, tmp_path):
         assert (corpora / "joe-lj" / split / "metadata.csv").read_text().splitlines() == chosen
     assert (corpora / "downloads" / "LJSpeech-1.1.tar.bz2").is_file() and not (corpora / "LJSpeech-1.1").exists()
 
+    # With LJSpeech itself there (no archive), the LJSpeech recipe needs no network either.
+    (corpora / "downloads" / "LJSpeech-1.1.tar.bz2").unlink()
+    (corpora / "LJSpeech-1.1" / "wavs").mkdir(parents=True)
+    ljspeech = run_recipe(REPO / "recipes" / "ljspeech" / "tts" / "run.sh", *args[:4], "--ljspeech-url", "http://127.0.0.1:9/x")
+    assert ljspeech.returncode == 0 and "LJSpeech-1.1: already there" in ljspeech.stdout, ljspeech.stderr
+
     # Complete: no download, no Piper, for either joe recipe.
     args[5] = "http://127.0.0.1:9/gone.tar.bz2"
     again = run_recipe(REPO / "recipes" / "joe" / "tts" / "run.sh", *args)

@@ -69,10 +69,16 @@ fetch_fsdd() {
 
 fetch_ljspeech() {
   # fetch_ljspeech [--extract]: the LJSpeech 1.1 archive (2.6 GB) in $data/downloads; --extract also
-  # unpacks it into $data/LJSpeech-1.1.
+  # unpacks it into $data/LJSpeech-1.1, or uses a copy found there without the archive.
   require_data_root
   local extract=()
-  [ "${1:-}" = --extract ] && extract=(--extract "$data")
+  if [ "${1:-}" = --extract ]; then
+    if [ -d "$data/LJSpeech-1.1/wavs" ] && [ ! -e "$data/downloads/LJSpeech-1.1.tar.bz2" ]; then
+      echo "$data/LJSpeech-1.1: already there"
+      return
+    fi
+    extract=(--extract "$data")
+  fi
   speechs2s download "$ljspeech_url" "$data/downloads/LJSpeech-1.1.tar.bz2" --sha256 "$ljspeech_sha256" "${extract[@]}" > /dev/null
 }
 
