@@ -8,6 +8,7 @@ Both are idempotent, so a recipe stage that calls them can simply be run again.
 """
 import hashlib
 import os
+import posixpath
 import tarfile
 import urllib.error
 import urllib.request
@@ -76,7 +77,7 @@ def download(
             try:
                 with open(part, "ab" if offset else "wb") as out, tqdm(
                     total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                    desc=dest.name,
+                    desc=dest.name, disable=None,  # no bar unless stderr is a terminal: logs stay readable
                 ) as progress:
                     while chunk := response.read(CHUNK_BYTES):
                         out.write(chunk)
@@ -102,7 +103,10 @@ def extract(archive: str | Path, target_dir: str | Path) -> Path:
     """Unpack a ``.tar``, ``.tar.gz``, ``.tgz``, ``.tar.bz2``, ``.tar.xz`` or ``.zip`` into ``target_dir``.
 
     Every member is checked before anything is written: absolute paths, ``..`` escapes, links
-    pointing outside ``target_dir`` and device files raise :class:`SpeechS2SError` naming the member.
+    pointing outside ``target_dir``, paths or links through a symlink member (a chain that could
+    escape once the first link exists) and device files raise :class:`SpeechS2SError` naming the
+    member. Tar members are then written with tarfile's ``data`` filter where Python has it
+    (3.10.12+, 3.11.4+), which checks them once more as they are written.
     A marker file ``.<archive name>.extracted`` in ``target_dir`` makes a second call a no-op.
     """
     archive, target_dir = Path(archive), Path(target_dir)
@@ -127,21 +131,43 @@ def extract(archive: str | Path, target_dir: str | Path) -> Path:
             raise SpeechS2SError(f"{archive}: not a tar or zip archive ({error})") from None
         with tar:
             members = tar.getmembers()
+            symlinks = {posixpath.normpath(member.name.lstrip("/")) for member in members if member.issym()}
             for member in members:
-                _check_tar_member(root, member, archive)
-            tar.extractall(root, members=members, filter="data")
+                _check_tar_member(root, member, archive, symlinks)
+            # Older Pythons lack extraction filters: the checks above are then the only ones.
+            filter_arg = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tar.extractall(root, members=members, **filter_arg)
     marker.touch()
     return target_dir
 
 
-def _check_tar_member(root: Path, member: tarfile.TarInfo, archive: Path) -> None:
+def _check_tar_member(root: Path, member: tarfile.TarInfo, archive: Path, symlinks: set[str]) -> None:
+    """Refuse ``member`` unless it and its link target stay inside ``root`` without passing through
+    any of the archive's ``symlinks`` (member names, normalised)."""
     _check_inside(root, member.name, archive)
-    if member.issym():
-        _check_inside(root, str(PurePosixPath(member.name).parent / member.linkname), archive, member.name)
-    elif member.islnk():
-        _check_inside(root, member.linkname, archive, member.name)
+    _check_not_through_symlink(member.name, symlinks, archive, member.name)
+    if member.issym() or member.islnk():
+        target = str(PurePosixPath(member.name).parent / member.linkname) if member.issym() else member.linkname
+        _check_inside(root, target, archive, member.name)
+        _check_not_through_symlink(target, symlinks, archive, member.name, link=True)
     elif not (member.isfile() or member.isdir()):
         raise SpeechS2SError(f"{archive}: refusing special file member {member.name!r}")
+
+
+def _check_not_through_symlink(path: str, symlinks: set[str], archive: Path, member: str, link=False) -> None:
+    """Raise if ``path`` (the name of ``member``, or with ``link`` its link target) walks through a
+    symlink member: once that link is written, it decides where the rest of the path goes (``l -> .``
+    then ``l/..`` is outside). A link target may not be a symlink member either (a chain)."""
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    walked = []
+    for index, part in enumerate(parts):
+        if part == "..":
+            walked = walked[:-1]
+            continue
+        walked.append(part)
+        if "/".join(walked) in symlinks and (link or index < len(parts) - 1):
+            what = f"member {member!r} links to {path!r}" if link else f"member {member!r}"
+            raise SpeechS2SError(f"{archive}: refusing {what}: goes through symlink member {'/'.join(walked)!r}")
 
 
 def _check_inside(root: Path, name: str, archive: Path, member: str | None = None) -> None:

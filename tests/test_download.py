@@ -66,11 +66,21 @@ def make_tarball(path: Path, files: dict[str, bytes]) -> bytes:
 
 
 def add_link(path: Path, name: str, target: str, kind=tarfile.SYMTYPE) -> None:
+    add_links(path, (name, target, kind))
+
+
+def add_links(path: Path, *links: tuple, then: dict[str, bytes] | None = None) -> None:
+    """A tar of ``corpus/ok.txt``, the ``(name, target[, kind])`` links, then the files ``then``."""
     with tarfile.open(path, "w") as tar:
         tar.addfile(tarfile.TarInfo("corpus/ok.txt"), io.BytesIO(b""))
-        info = tarfile.TarInfo(name)
-        info.type, info.linkname = kind, target
-        tar.addfile(info)
+        for name, target, *kind in links:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind[0] if kind else tarfile.SYMTYPE, target
+            tar.addfile(info)
+        for name, data in (then or {}).items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
 
 
 def test_download_verify_extract_and_skip(server, tmp_path):
@@ -136,24 +146,39 @@ def test_http_error_is_one_clear_line(server, tmp_path):
         (lambda p: add_link(p, "corpus/link", "../../etc/passwd"), "'corpus/link' links to.*outside"),
         (lambda p: add_link(p, "corpus/link", "/etc/passwd"), "'corpus/link'.*absolute"),
         (lambda p: add_link(p, "corpus/hard", "../outside", tarfile.LNKTYPE), "'corpus/hard'.*outside"),
+        # Chains: each link stays inside on its own, but once `up` exists `up/..` is the parent of the target.
+        (lambda p: add_links(p, ("up", "."), ("corpus/out", "../up/..")),
+         "'corpus/out' links to 'corpus/../up/..': goes through symlink member 'up'"),
+        (lambda p: add_links(p, ("corpus/up", ".."), then={"corpus/up/../escape.txt": b"evil"}),
+         "'corpus/up/../escape.txt': goes through symlink member 'corpus/up'"),
+        (lambda p: add_links(p, ("corpus/a", "ok.txt"), ("corpus/b", "a")), "'corpus/b'.*symlink member 'corpus/a'"),
     ],
-    ids=["dotdot", "nested-dotdot", "absolute", "symlink-out", "symlink-absolute", "hardlink-out"],
+    ids=["dotdot", "nested-dotdot", "absolute", "symlink-out", "symlink-absolute", "hardlink-out",
+         "symlink-chain-out", "file-through-symlink", "symlink-to-symlink"],
 )
-def test_malicious_tar_refused_before_writing(tmp_path, build, message):
+@pytest.mark.parametrize("data_filter", [True, False], ids=["data-filter", "no-filter"])
+def test_malicious_tar_refused_before_writing(tmp_path, monkeypatch, build, message, data_filter):
+    if not data_filter:  # Pythons before 3.10.12 / 3.11.4: the project's own checks alone
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
     archive = tmp_path / "evil.tar"
     build(archive)
     target = tmp_path / "target" / "inner"
-    with pytest.raises(SpeechS2SError, match=message):
+    with pytest.raises(SpeechS2SError, match=message) as refusal:
         extract(archive, target)
+    assert "\n" not in str(refusal.value)  # one line
     assert list(target.iterdir()) == []  # nothing written, not even the harmless member
     assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "target" / "escape.txt").exists()
 
 
-def test_symlink_inside_target_is_allowed(tmp_path):
+@pytest.mark.parametrize("data_filter", [True, False], ids=["data-filter", "no-filter"])
+def test_symlink_inside_target_is_allowed(tmp_path, monkeypatch, data_filter):
+    if not data_filter:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
     archive = tmp_path / "ok.tar"
-    add_link(archive, "corpus/link", "ok.txt")
+    add_links(archive, ("corpus/link", "ok.txt"), ("corpus/hard", "corpus/ok.txt", tarfile.LNKTYPE))
     extract(archive, tmp_path / "out")
     assert (tmp_path / "out" / "corpus" / "link").is_symlink()
+    assert (tmp_path / "out" / "corpus" / "hard").is_file()
 
 
 def test_zip_escape_refused_and_plain_zip_extracts(tmp_path):
@@ -169,3 +194,19 @@ def test_zip_escape_refused_and_plain_zip_extracts(tmp_path):
     with zipfile.ZipFile(good, "w") as zf:
         zf.writestr("corpus/ok.txt", "fine")
     assert (extract(good, tmp_path / "out") / "corpus" / "ok.txt").read_text() == "fine"
+
+
+def test_cli_refuses_a_symlink_chain_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from speechs2s.cli import main
+
+    archive = tmp_path / "chain.tar"
+    add_links(archive, ("up", "."), ("corpus/out", "../up/.."))
+    target = tmp_path / "out" / "inner"
+    result = CliRunner().invoke(main, ["download", archive.as_uri(), f"{tmp_path}/downloads/", "--extract", str(target)])
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path}/downloads/chain.tar: refusing member 'corpus/out' links to 'corpus/../up/..': "
+        "goes through symlink member 'up'"]
+    assert list(target.iterdir()) == []

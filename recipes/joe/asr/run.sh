@@ -7,13 +7,20 @@ set -euo pipefail
 
 stage=0
 stop_stage=100
-data=${SPEECHS2S_DATA:-}                          # corpora root holding joe-lj/
+data=${SPEECHS2S_DATA:-}                          # corpora root: joe-lj/ (stage 0 builds what is missing)
+lj_metadata=                                      # LJSpeech's metadata.csv (default: DATA/LJSpeech-1.1, else download)
+jobs=2                                            # Piper processes in stage 0
 config=$repo/configs/asr_transformer_tiny.yaml
 manifests=$recipe_dir/data
 exp=$recipe_dir/exp/asr_transformer_tiny
-usage="Usage: $0 [--data DIR] [--stage N] [--stop-stage N] [--config YAML] [--manifests DIR] [--exp DIR]
+usage="Usage: $0 [--data DIR] [--stage N] [--stop-stage N] [--lj-metadata CSV] [--jobs N] [--config YAML] [--manifests DIR] [--exp DIR]
+  stage 0: build joe-lj (LJSpeech's sentences read by Piper's joe voice; resumable, skipped when complete)
   stage 1: manifests (train, valid = chapter LJ050, dev)   stage 2: train   stage 3: evaluate on joe-lj dev"
 parse_options "$@"
+
+if stage 0 "build joe-lj"; then
+  make_joe_lj
+fi
 
 if stage 1 "prepare manifests"; then
   require_data joe-lj

@@ -5,7 +5,9 @@ set -euo pipefail
 
 stage=0
 stop_stage=100
-data=${SPEECHS2S_DATA:-}                          # corpora root holding joe-lj/
+data=${SPEECHS2S_DATA:-}                          # corpora root: joe-lj/ (stage 0 builds what is missing)
+lj_metadata=                                      # LJSpeech's metadata.csv (default: DATA/LJSpeech-1.1, else download)
+jobs=2                                            # Piper processes in stage 0
 config=$repo/configs/tts_transformer_tiny.yaml   # or configs/tts_tacotron_tiny.yaml
 vocoder_config=$repo/configs/vocoder_hifigan_tiny.yaml
 sentences=$repo/recipes/tools/tts_sentences.txt   # stage 4 speaks these (none is in joe-lj)
@@ -14,12 +16,17 @@ exp=$recipe_dir/exp/tts_transformer_tiny
 vocoder_exp=$recipe_dir/exp/vocoder_hifigan_tiny
 fastspeech_config=$repo/configs/tts_fastspeech.yaml  # starts from stage 2's model: keep their sizes alike
 fastspeech_exp=$recipe_dir/exp/tts_fastspeech
-usage="Usage: $0 [--data DIR] [--stage N] [--stop-stage N] [--config YAML] [--vocoder-config YAML] [--exp DIR]
-  [--fastspeech-config YAML] [--fastspeech-exp DIR]
+usage="Usage: $0 [--data DIR] [--stage N] [--stop-stage N] [--lj-metadata CSV] [--jobs N] [--config YAML]
+  [--vocoder-config YAML] [--exp DIR] [--fastspeech-config YAML] [--fastspeech-exp DIR]
+  stage 0: build joe-lj (LJSpeech's sentences read by Piper's joe voice; resumable, skipped when complete)
   stage 1: manifests (joe-lj train / dev)   stage 2: train the acoustic model
   stage 3: train the HiFi-GAN vocoder       stage 4: synthesize --sentences into EXP/samples (Griffin-Lim if stage 3 was skipped)
   stage 5: durations from stage 2's alignment, train FastSpeech   stage 6: synthesize --sentences with FastSpeech"
 parse_options "$@"
+
+if stage 0 "build joe-lj"; then
+  make_joe_lj
+fi
 
 if stage 1 "prepare manifests"; then
   require_data joe-lj

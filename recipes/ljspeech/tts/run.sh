@@ -7,8 +7,6 @@ set -euo pipefail
 stage=0
 stop_stage=100
 data=${SPEECHS2S_DATA:-}                          # archive goes to $data/downloads, corpus to $data/LJSpeech-1.1
-url=https://data.keithito.com/data/speech/LJSpeech-1.1.tar.bz2
-sha256=be1a30453f28eb8dd26af4101ae40cbf2c50413b1bb21936cbcdc6fae3de8aa5
 config=$repo/configs/tts_transformer_tiny.yaml
 vocoder_config=$repo/configs/vocoder_hifigan_tiny.yaml
 sentences=$repo/recipes/tools/tts_sentences.txt
@@ -17,7 +15,7 @@ exp=$recipe_dir/exp/tts_transformer_tiny
 vocoder_exp=$recipe_dir/exp/vocoder_hifigan_tiny
 fastspeech_config=$repo/configs/tts_fastspeech.yaml  # starts from stage 2's model: keep their sizes alike
 fastspeech_exp=$recipe_dir/exp/tts_fastspeech
-usage="Usage: $0 [--data DIR] [--stage N] [--stop-stage N] [--url URL] [--config YAML] [--vocoder-config YAML] [--exp DIR]
+usage="Usage: $0 [--data DIR] [--stage N] [--stop-stage N] [--ljspeech-url URL] [--config YAML] [--vocoder-config YAML] [--exp DIR]
   [--fastspeech-config YAML] [--fastspeech-exp DIR]
   stage 0: download and unpack (2.6 GB, resumable, checksum-verified)   stage 1: manifests
   stage 2: train the acoustic model   stage 3: train the HiFi-GAN vocoder   stage 4: synthesize --sentences
@@ -25,8 +23,7 @@ usage="Usage: $0 [--data DIR] [--stage N] [--stop-stage N] [--url URL] [--config
 parse_options "$@"
 
 if stage 0 "download LJSpeech-1.1"; then
-  [ -n "$data" ] || die "no data folder: pass --data DIR or set SPEECHS2S_DATA"
-  speechs2s download "$url" "$data/downloads/" --sha256 "$sha256" --extract "$data"
+  fetch_ljspeech --extract
 fi
 
 if stage 1 "prepare manifests"; then

