@@ -93,28 +93,32 @@ def prepare(corpus_type, source_dir, out, speakers, split):
 
 
 @main.command()
-@click.argument("config", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("config", type=click.Path(path_type=str))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value, e.g. --set optim.lr=5e-4 (repeatable).")
-@click.option("--resume", is_flag=True, help="Continue the run in trainer.out_dir exactly where it stopped.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in CONFIG's trainer.out_dir (or the out_dir given as CONFIG) exactly where "
+                   "it stopped, with the config it saved there; --set given now apply on top.")
 @click.option("--threads", type=click.IntRange(min=1), help=THREADS_HELP)
 def train(config, overrides, resume, threads):
     """Train the model described by the YAML file CONFIG and print the final checkpoint folder.
 
-    Multi-GPU: launch with torchrun. SIGINT/SIGTERM save a checkpoint and stop; --resume continues
-    as if never stopped.
+    The resolved config (YAML + every --set) is saved as OUT_DIR/config.yaml. Multi-GPU: launch with
+    torchrun. SIGINT/SIGTERM save a checkpoint and stop; --resume continues as if never stopped.
 
     \b
     Example:
       speechs2s train configs/asr_transformer_tiny.yaml --set trainer.out_dir=exp/fsdd --set optim.lr=5e-4
+      speechs2s train exp/fsdd --resume                              # same config, same --set
+      speechs2s train exp/fsdd --resume --set trainer.max_steps=20000  # train on
       torchrun --nproc_per_node 4 -m speechs2s train configs/asr_transformer_base.yaml --resume
     """
-    from speechs2s.train.config import load_config
+    from speechs2s.train.config import training_config
     from speechs2s.train.trainer import train as run_training
     from speechs2s.utils import set_threads
 
     set_threads(threads)
-    click.echo(str(run_training(load_config(config, list(overrides)), resume=resume)))
+    click.echo(str(run_training(training_config(config, list(overrides), resume), resume=resume)))
 
 
 @main.command()
