@@ -11,20 +11,23 @@ place; a writer killed at any moment leaves either the previous checkpoint or th
 import contextlib
 import importlib.resources
 import json
+import math
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import nn
 
 from speechs2s.errors import CheckpointError
 
 FORMAT_VERSION = 1
+BUNDLED_DIR = Path(str(importlib.resources.files("speechs2s.pretrained")))
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
 
 
@@ -177,10 +180,53 @@ def resolve_checkpoint(name_or_dir: str | Path, task: str | None = None) -> Path
         if task is None:
             raise CheckpointError("'default' names a bundled model per task: give the task (asr, tts, vocoder)")
         name = f"{task}-default"
-    bundled = Path(str(importlib.resources.files("speechs2s.pretrained"))) / name
+    bundled = BUNDLED_DIR / name
     if "/" not in name and bundled.is_dir():
         return bundled
-    raise CheckpointError(f"{name_or_dir}: no such checkpoint directory or bundled model")
+    available = [model.name for model in list_models() if task in (None, model.task)]
+    raise CheckpointError(f"{name_or_dir}: no such checkpoint directory or bundled model "
+                          f"(available: {', '.join(available) or 'none'}; see speechs2s models)")
+
+
+@dataclass
+class ModelInfo:
+    """One model ``speechs2s models`` lists."""
+
+    name: str  # what to pass as --model: a bundled name or a folder
+    task: str  # asr | tts | vocoder ("?" when the config is unreadable)
+    architecture: str  # the config's model name, e.g. transformer_asr
+    parameters: int  # tensor elements in model.safetensors
+    size_bytes: int  # model.safetensors on disk
+    summary: str  # first line of the model card (README.md), or why the checkpoint is unreadable
+
+
+def list_models(folders: list[str | Path] = ("exp",)) -> list[ModelInfo]:
+    """The bundled models, then every checkpoint under ``folders`` (missing ones are skipped); a training
+    ``out_dir`` counts once, as the checkpoint ``--model out_dir`` loads."""
+    found = [(path.name, path) for path in sorted(BUNDLED_DIR.iterdir()) if (path / "config.json").is_file()]
+    for folder in folders:
+        for root, subfolders, files in os.walk(folder):
+            if "last" in files or "final" in subfolders or {"config.json", "model.safetensors"} <= set(files):
+                found.append((root, Path(root)))
+                subfolders.clear()
+            subfolders.sort()
+    return [_model_info(name, path) for name, path in found]
+
+
+def _model_info(name: str, path: Path) -> ModelInfo:
+    try:
+        directory = resolve_checkpoint(path)
+        config = read_config(directory)
+        weights = directory / "model.safetensors"
+        with safe_open(weights, "pt") as tensors:
+            parameters = sum(math.prod(tensors.get_slice(key).get_shape()) for key in tensors.keys())
+    except (CheckpointError, SafetensorError, OSError) as error:
+        return ModelInfo(name, "?", "?", 0, 0, f"unreadable: {error}")
+    card = directory / "README.md"
+    title = card.read_text(encoding="utf-8").splitlines()[0].lstrip("# ") if card.is_file() else ""
+    summary = title.removeprefix(f"{directory.name}: ")
+    return ModelInfo(name, config.get("task", "?"), config["model"].get("name", "?"), parameters,
+                     weights.stat().st_size, summary)
 
 
 def read_config(directory: Path) -> dict:

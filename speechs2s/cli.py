@@ -9,6 +9,8 @@ import click
 
 from speechs2s.errors import ConfigError, SpeechS2SError
 
+THREADS_HELP = "CPU threads for torch (default: one per core that no other process keeps busy)."
+
 
 class _Group(click.Group):
     def invoke(self, ctx):
@@ -17,6 +19,11 @@ class _Group(click.Group):
         except SpeechS2SError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(1)
+        except click.UsageError as error:  # a bad option or argument: one line too, exit code 2
+            command = error.ctx.command_path if error.ctx else ctx.command_path
+            message = " ".join(error.format_message().split())
+            click.echo(f"error: {message} (see '{command} --help')", err=True)
+            sys.exit(error.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
@@ -86,25 +93,32 @@ def prepare(corpus_type, source_dir, out, speakers, split):
 
 
 @main.command()
-@click.argument("config", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("config", type=click.Path(path_type=str))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value, e.g. --set optim.lr=5e-4 (repeatable).")
-@click.option("--resume", is_flag=True, help="Continue the run in trainer.out_dir exactly where it stopped.")
-def train(config, overrides, resume):
+@click.option("--resume", is_flag=True,
+              help="Continue the run in CONFIG's trainer.out_dir (or the out_dir given as CONFIG) exactly where "
+                   "it stopped, with the config it saved there; --set given now apply on top.")
+@click.option("--threads", type=click.IntRange(min=1), help=THREADS_HELP)
+def train(config, overrides, resume, threads):
     """Train the model described by the YAML file CONFIG and print the final checkpoint folder.
 
-    Multi-GPU: launch with torchrun. SIGINT/SIGTERM save a checkpoint and stop; --resume continues
-    as if never stopped.
+    The resolved config (YAML + every --set) is saved as OUT_DIR/config.yaml. Multi-GPU: launch with
+    torchrun. SIGINT/SIGTERM save a checkpoint and stop; --resume continues as if never stopped.
 
     \b
     Example:
       speechs2s train configs/asr_transformer_tiny.yaml --set trainer.out_dir=exp/fsdd --set optim.lr=5e-4
+      speechs2s train exp/fsdd --resume                              # same config, same --set
+      speechs2s train exp/fsdd --resume --set trainer.max_steps=20000  # train on
       torchrun --nproc_per_node 4 -m speechs2s train configs/asr_transformer_base.yaml --resume
     """
-    from speechs2s.train.config import load_config
+    from speechs2s.train.config import training_config
     from speechs2s.train.trainer import train as run_training
+    from speechs2s.utils import set_threads
 
-    click.echo(str(run_training(load_config(config, list(overrides)), resume=resume)))
+    set_threads(threads)
+    click.echo(str(run_training(training_config(config, list(overrides), resume), resume=resume)))
 
 
 @main.command()
@@ -124,6 +138,27 @@ def average(out, checkpoints, half):
     click.echo(str(save_average(out, list(checkpoints), half)))
 
 
+@main.command()
+@click.argument("folders", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=str))
+def models(folders):
+    """List the bundled models and the checkpoints under FOLDERS (default: exp, when it exists): the name
+    to pass as --model, task, architecture, parameters, size on disk and the model card's summary.
+
+    \b
+    Example:
+      speechs2s models
+      speechs2s models exp/ /data/checkpoints/
+    """
+    from speechs2s.checkpoint import list_models
+
+    rows = [("NAME", "TASK", "MODEL", "PARAMS", "SIZE", "SUMMARY")]
+    rows += [(m.name, m.task, m.architecture, f"{m.parameters / 1e6:.1f} M", f"{m.size_bytes / 1e6:.1f} MB", m.summary)
+             for m in list_models(folders or ["exp"])]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+
+
 def _asr_options(command):
     """Options shared by ``transcribe`` and ``evaluate``: model, search and device."""
     options = [
@@ -138,7 +173,7 @@ def _asr_options(command):
         click.option("--lm-weight", type=click.FloatRange(min=0), help="Override the LM weight (0 turns it off)."),
         click.option("--length-bonus", type=float, help="Override the per-token length bonus that goes with the LM."),
         click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
-        click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch."),
+        click.option("--threads", type=click.IntRange(min=1), help=THREADS_HELP),
     ]
     for option in reversed(options):
         command = option(command)
@@ -149,12 +184,10 @@ def _load_recognizer(model_name, beam, ctc_weight, lm, lm_weight, length_bonus, 
     """``(ASR, DecodeConfig)`` from the shared options."""
     import dataclasses
 
-    import torch
-
     from speechs2s.asr import load_asr
+    from speechs2s.utils import set_threads
 
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     asr = load_asr(model_name, device, lm=lm)
     decode = dataclasses.replace(asr.decode, mode="beam", beam_size=beam, ctc_weight=ctc_weight)
     if lm_weight is not None:
@@ -274,7 +307,7 @@ def _floats(text: str, option: str) -> list[float]:
 @click.option("--feature-cache", type=click.Path(file_okay=False, path_type=str),
               help="Folder of cached mels (a training run's data.feature_cache) to read and fill.")
 @click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch.")
+@click.option("--threads", type=click.IntRange(min=1), help=THREADS_HELP)
 def durations(manifest, out, model_name, feature_cache, device, threads):
     """Copy MANIFEST to OUT with the mel frames per token of every entry (FastSpeech's targets).
 
@@ -285,12 +318,10 @@ def durations(manifest, out, model_name, feature_cache, device, threads):
     Example:
       speechs2s durations data/joe_train.jsonl data/joe_train_durations.jsonl --model exp/ljspeech_tts/final
     """
-    import torch
-
     from speechs2s.data.durations import write_durations
+    from speechs2s.utils import set_threads
 
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     written, skipped = write_durations(manifest, out, model_name, device, feature_cache,
                                        progress=sys.stderr.isatty())
     click.echo(f"wrote {written} entries with durations to {out}" + (f" ({skipped} skipped, see the log)" if skipped else ""))
@@ -307,7 +338,7 @@ def durations(manifest, out, model_name, feature_cache, device, threads):
 @click.option("--plot-alignment", type=click.Path(dir_okay=False, path_type=str),
               help="Save the attention alignment (first sentences) as a PNG.")
 @click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch.")
+@click.option("--threads", type=click.IntRange(min=1), help=THREADS_HELP)
 def speak(text, text_file, output, model_name, vocoder, plot_alignment, device, threads):
     """Synthesize TEXT (or "-" for stdin, or --file) into the audio file OUTPUT.
 
@@ -320,10 +351,9 @@ def speak(text, text_file, output, model_name, vocoder, plot_alignment, device, 
     """
     from pathlib import Path
 
-    import torch
-
     from speechs2s.errors import TextError
     from speechs2s.tts import load_tts
+    from speechs2s.utils import set_threads
 
     if (text is None) == (text_file is None):
         raise click.UsageError("give the text as an argument, as '-' for stdin, or with --file (one of them)")
@@ -334,8 +364,7 @@ def speak(text, text_file, output, model_name, vocoder, plot_alignment, device, 
             raise TextError(f"{text_file}: cannot read text ({error})") from None
     elif text == "-":
         text = sys.stdin.read()
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     tts = load_tts(model_name, device, vocoder)
     seconds = tts.synthesize_to_file(text, output, plot_alignment=plot_alignment, progress=sys.stderr.isatty())
     click.echo(f"wrote {seconds:.2f} s of speech to {output}")

@@ -13,7 +13,7 @@ from speechs2s.text import (
     normalize_for_asr,
     normalize_text,
 )
-from speechs2s.text.normalize import number_to_words, ordinal_to_words, year_to_words
+from speechs2s.text.normalize import number_to_words, ordinal_to_words, roman_to_int, year_to_words
 from speechs2s.text.tokenizers import _cmudict, letters_to_phones
 
 NORMALIZE_TEXT_CASES = [
@@ -38,6 +38,24 @@ NORMALIZE_TEXT_CASES = [
     ("emoji \U0001f600 here & there \u4e2d\u6587", "emoji here and there"),
     ("  lots   of\tspace \n ", "lots of space"),
     ("007 and 0 and 3.14", "zero zero seven and zero and three point one four"),
+    ("I have 5, then 6.", "i have five, then six."),  # a comma after a number is punctuation, not a digit group
+    # times
+    ("Open 10:30am to 9:30 a.m. daily, 12:05PM", "open ten thirty a m to nine thirty a m daily, twelve oh five p m"),
+    # phone numbers: digit by digit, a pause between groups
+    ("Call 555-1234.", "call five five five, one two three four."),
+    ("(555) 123-4567 or +1 555.123.4567", "five five five, one two three, four five six seven or plus one, five five five, one two three, four five six seven"),
+    # dates
+    ("On 12/25/2023, 25/12/2023 and 2023-12-25.", "on december twenty fifth, twenty twenty three, december twenty fifth, twenty twenty three and december twenty fifth, twenty twenty three."),
+    ("Jan 5th, Feb. 2, 1999 and March 3", "january fifth, february second, nineteen ninety nine and march third"),
+    ("13/13/2023", "thirteen thirteen twenty twenty three"),  # not a date
+    # units
+    ("5 km, 1 km, 3 kg and 20%", "five kilometers, one kilometer, three kilograms and twenty percent"),
+    ("2.5 lbs at 60 km/h, 5 ft tall, a 100m sprint, 4 GB", "two point five pounds at sixty kilometers per hour, five feet tall, a one hundred meters sprint, four gigabytes"),
+    ("in 5 minutes, $5 m", "in five minutes, five dollars m"),  # "in" and currency amounts are not units
+    # Roman numerals: after a numbering word a cardinal, after a name a regnal ordinal
+    ("Henry VIII met Elizabeth II and Louis XIV.", "henry the eighth met elizabeth the second and louis the fourteenth."),
+    ("Elizabeth I. Then I went; Malcolm X and Washington DC.", "elizabeth the first. then i went; malcolm x and washington dc."),
+    ("Chapter IV, part I, Act V, World War II, CHAPTER XL, Appendix C", "chapter four, part one, act five, world war two, chapter forty, appendix c"),
 ]
 
 
@@ -67,6 +85,8 @@ def test_number_words():
     assert number_to_words(-40) == "minus forty"
     assert ordinal_to_words(12) == "twelfth" and ordinal_to_words(40) == "fortieth" and ordinal_to_words(1000) == "one thousandth"
     assert year_to_words(1066) == "ten sixty six" and year_to_words(2010) == "twenty ten"
+    assert number_to_words(10**400) == ordinal_to_words(10**400) == "one" + " zero" * 400  # beyond num2words' scales
+    assert [roman_to_int(numeral) for numeral in ("I", "IV", "IX", "XIV", "XL", "MCMXCIV")] == [1, 4, 9, 14, 40, 1994]
 
 
 def test_char_tokenizer_round_trip():

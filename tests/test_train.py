@@ -24,7 +24,7 @@ from speechs2s import models
 from speechs2s.checkpoint import load_checkpoint, read_weights
 from speechs2s.errors import ConfigError, SpeechS2SError
 from speechs2s.train import trainer as trainer_module
-from speechs2s.train.config import TrainConfig, from_dict, load_config
+from speechs2s.train.config import SAVED_CONFIG, TrainConfig, from_dict, load_config, save_config, training_config
 from speechs2s.train.schedule import build_scheduler, cosine, noam
 from speechs2s.train.trainer import Trainer
 
@@ -509,6 +509,25 @@ def test_train_stops_when_no_training_audio_is_readable(tmp_path):
     assert result.exit_code == 1 and "none of the audio in" in result.output, result.output
 
 
+def test_resume_reads_the_config_the_run_saved(tmp_path):
+    yaml_path = write_config(tmp_path, GOOD)
+    started = load_config(yaml_path, ["optim.lr=5e-4", "trainer.max_steps=7"])
+    assert save_config(started, started.trainer.out_dir) == tmp_path / "exp" / SAVED_CONFIG
+    assert load_config(tmp_path / "exp" / SAVED_CONFIG) == started  # round trip
+    for path in (tmp_path / "exp", yaml_path):  # the run folder, or the YAML that started it
+        resumed = training_config(path, ["trainer.max_steps=9"], resume=True)
+        assert resumed.optim.lr == 5e-4 and resumed.trainer.max_steps == 9
+    assert training_config(yaml_path).optim.lr == 1e-3  # a new run reads the YAML
+    moved = tmp_path / "moved"
+    (tmp_path / "exp").rename(moved)
+    assert training_config(moved, resume=True).trainer.out_dir == str(moved)
+    with pytest.raises(ConfigError, match="moved: a folder; add --resume"):
+        training_config(moved)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=f"empty: no {SAVED_CONFIG} in it"):
+        training_config(tmp_path / "empty", resume=True)
+
+
 def test_cli_train_reports_config_errors(tmp_path):
     from click.testing import CliRunner
 
@@ -546,8 +565,9 @@ def test_train_transformer_asr_on_fsdd(tmp_path, corpora):
         optim: {{lr: 3e-3, warmup_steps: 4}}
         trainer: {{max_steps: 12, valid_every: 6, ckpt_every: 6, log_every: 3, out_dir: {dir}/exp, device: cpu}}
     """)
-    result = CliRunner().invoke(main, ["train", str(config)])
+    result = CliRunner().invoke(main, ["train", str(config), "--set", "optim.lr=2e-3"])
     assert result.exit_code == 0, result.stderr + repr(result.exception)
+    assert load_config(tmp_path / "exp/config.yaml").optim.lr == 2e-3  # the resolved config, --set included
     final = Path(result.stdout.strip().splitlines()[-1])
     assert final == tmp_path / "exp/final"
     model, tokenizer, saved = load_checkpoint(final)
@@ -556,11 +576,11 @@ def test_train_transformer_asr_on_fsdd(tmp_path, corpora):
     assert not torch.equal(model.mean, torch.zeros_like(model.mean))  # feature stats were computed
     losses = read_scalars(tmp_path / "exp/tensorboard", "train/loss")
     assert losses[-1] < losses[0]
-    # continuing the finished run to more steps == training that far in one go
-    result = CliRunner().invoke(main, ["train", str(config), "--resume", "--set", "trainer.max_steps=14"])
+    # continuing the finished run to more steps from its folder (no --set repeated) == training that far in one go
+    result = CliRunner().invoke(main, ["train", str(tmp_path / "exp"), "--resume", "--set", "trainer.max_steps=14"])
     assert result.exit_code == 0, result.stderr
     assert "resumed from" in result.stderr
-    result = CliRunner().invoke(main, ["train", str(config), "--set", "trainer.max_steps=14",
+    result = CliRunner().invoke(main, ["train", str(config), "--set", "optim.lr=2e-3", "--set", "trainer.max_steps=14",
                                        "--set", f"trainer.out_dir={tmp_path}/exp_full"])
     assert result.exit_code == 0, result.stderr
     assert_same_weights(read_weights(tmp_path / "exp/checkpoints/step-000014"),

@@ -1,7 +1,9 @@
 """Text normalisation: written English -> the words a speaker would say.
 
-``normalize_text`` prepares TTS input: numbers, ordinals, years, currency, percentages, times and
-common abbreviations become words; unicode quotes, dashes and accents become ASCII; the result is
+``normalize_text`` prepares TTS input: numbers, ordinals, years, currency, percentages, times,
+dates (``12/25/2023``, ``2023-12-25``, ``Jan 5th``), phone numbers (``555-1234``, digit by digit), units
+(``5 km``, ``3 kg``), Roman numerals (``chapter IV`` -> "chapter four", ``Henry VIII`` -> "henry the
+eighth") and common abbreviations become words (number words from ``num2words``); unicode quotes, dashes and accents become ASCII; the result is
 lowercase ``a-z``, space, ``'`` and the punctuation ``, . ? ! - : ;`` (kept as prosody cues).
 ``normalize_for_asr`` goes on to keep only ``a-z``, ``'`` and single spaces; ASR tokenizers, WER
 scoring and benchmarks all compare text in that form.
@@ -11,64 +13,40 @@ Characters with no spoken form (emoji, symbols, non-Latin scripts) are dropped.
 import re
 import unicodedata
 
-_ONES = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-    "sixteen seventeen eighteen nineteen"
-).split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-_SCALES = ["", "thousand", "million", "billion", "trillion", "quadrillion"]
-_IRREGULAR_ORDINALS = {
-    "one": "first", "two": "second", "three": "third", "five": "fifth",
-    "eight": "eighth", "nine": "ninth", "twelve": "twelfth",
-}
+from num2words import num2words
+
+_DIGITS = "zero one two three four five six seven eight nine".split()
+
+
+def _words(n: int, to: str = "cardinal") -> str:
+    """num2words in this module's style: ``"one hundred and twenty-one," -> "one hundred twenty one"``;
+    numbers beyond its largest scale (10**306) digit by digit."""
+    try:
+        words = num2words(n, to=to)
+    except OverflowError:
+        return _digits_to_words(str(n))
+    return " ".join(word for word in words.replace(",", " ").replace("-", " ").split() if word != "and")
 
 
 def number_to_words(n: int) -> str:
     """Cardinal in words, American style without "and": ``1234 -> "one thousand two hundred thirty four"``."""
-    if n < 0:
-        return "minus " + number_to_words(-n)
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
-    if n < 1000:
-        return _ONES[n // 100] + " hundred" + ("" if n % 100 == 0 else " " + number_to_words(n % 100))
-    if n >= 1000 ** len(_SCALES):
-        return _digits_to_words(str(n))
-    words, scale = [], 0
-    while n:
-        n, group = divmod(n, 1000)
-        if group:
-            words.insert(0, number_to_words(group) + (" " + _SCALES[scale] if scale else ""))
-        scale += 1
-    return " ".join(words)
+    return "minus " + number_to_words(-n) if n < 0 else _words(n)
 
 
 def ordinal_to_words(n: int) -> str:
     """``22 -> "twenty second"``, ``100 -> "one hundredth"``."""
-    *head, last = number_to_words(n).split()
-    if last in _IRREGULAR_ORDINALS:
-        last = _IRREGULAR_ORDINALS[last]
-    elif last.endswith("y"):
-        last = last[:-1] + "ieth"
-    else:
-        last += "th"
-    return " ".join([*head, last])
+    return _words(n, "ordinal")
 
 
 def year_to_words(n: int) -> str:
     """Years as spoken: ``1999 -> "nineteen ninety nine"``, ``1905 -> "nineteen oh five"``,
     ``2000 -> "two thousand"``, ``2005 -> "two thousand five"``, ``2019 -> "twenty nineteen"``."""
-    century, rest = divmod(n, 100)
-    if n % 1000 < 10 or not 1000 <= n < 10000:  # 2000, 2005, 1000, 3007
-        return number_to_words(n)
-    if rest == 0:
-        return number_to_words(century) + " hundred"
-    return number_to_words(century) + (" oh " if rest < 10 else " ") + number_to_words(rest)
+    return _words(n, "year")
 
 
 def _digits_to_words(digits: str) -> str:
-    return " ".join(_ONES[int(d)] for d in digits)
+    """``"007" -> "zero zero seven"``."""
+    return " ".join(_DIGITS[int(d)] for d in digits)
 
 
 def _integer_words(digits: str) -> str:
@@ -110,6 +88,97 @@ def _to_ascii(text: str) -> str:
     return "".join(c if c.isascii() or c in "£€¥°" else " " for c in text if not unicodedata.combining(c))
 
 
+# --- dates, units and Roman numerals: rewritten into forms the rules below read ------------------
+
+_MONTHS = "January February March April May June July August September October November December".split()
+_NUMERIC_DATE_RE = re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")  # US order, or D/M/Y when the first is > 12
+_ISO_DATE_RE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+_MONTH_ABBREVIATION_RE = re.compile(r"\b(Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)\b\.?(?=\s+\d)")
+_MONTH_DAY_RE = re.compile(rf"\b({'|'.join(_MONTHS)})\s+(\d{{1,2}})\b(?![.:,]\d)")  # "May 5" -> "May 5th"
+
+
+def _date(month: int, day: int, year: str) -> str:
+    if not (1 <= month <= 12 and 1 <= day <= 31):
+        return ""
+    return f"{_MONTHS[month - 1]} {day}th, {year}"
+
+
+def _numeric_date(match: re.Match) -> str:
+    month, day, year = int(match.group(1)), int(match.group(2)), match.group(3)
+    if month > 12:
+        month, day = day, month
+    return _date(month, day, year) or match.group(0)
+
+
+def _expand_dates(text: str) -> str:
+    """``12/25/2023``, ``2023-12-25`` -> ``December 25th, 2023``; ``Jan 5`` -> ``January 5th``."""
+    text = _NUMERIC_DATE_RE.sub(_numeric_date, text)
+    text = _ISO_DATE_RE.sub(lambda m: _date(int(m.group(2)), int(m.group(3)), m.group(1)) or m.group(0), text)
+    months = {month[:3]: month for month in _MONTHS}
+    text = _MONTH_ABBREVIATION_RE.sub(lambda m: months[m.group(1)[:3]], text)
+    return _MONTH_DAY_RE.sub(lambda m: f"{m.group(1)} {m.group(2)}th" if 1 <= int(m.group(2)) <= 31 else m.group(0), text)
+
+
+_UNITS = {  # symbol after a number (case-sensitive) -> (singular, plural)
+    "mm": ("millimeter", "millimeters"), "cm": ("centimeter", "centimeters"), "m": ("meter", "meters"),
+    "km": ("kilometer", "kilometers"), "mi": ("mile", "miles"), "ft": ("foot", "feet"), "yd": ("yard", "yards"),
+    "mg": ("milligram", "milligrams"), "g": ("gram", "grams"), "kg": ("kilogram", "kilograms"),
+    "lb": ("pound", "pounds"), "lbs": ("pound", "pounds"), "oz": ("ounce", "ounces"),
+    "ml": ("milliliter", "milliliters"), "l": ("liter", "liters"), "L": ("liter", "liters"),
+    "mph": ("mile per hour", "miles per hour"), "km/h": ("kilometer per hour", "kilometers per hour"),
+    "kph": ("kilometer per hour", "kilometers per hour"), "ms": ("millisecond", "milliseconds"),
+    "sec": ("second", "seconds"), "min": ("minute", "minutes"), "h": ("hour", "hours"), "hr": ("hour", "hours"),
+    "hrs": ("hour", "hours"), "Hz": ("hertz", "hertz"), "kHz": ("kilohertz", "kilohertz"),
+    "MHz": ("megahertz", "megahertz"), "GHz": ("gigahertz", "gigahertz"), "KB": ("kilobyte", "kilobytes"),
+    "MB": ("megabyte", "megabytes"), "GB": ("gigabyte", "gigabytes"), "TB": ("terabyte", "terabytes"),
+    "W": ("watt", "watts"), "kW": ("kilowatt", "kilowatts"), "kWh": ("kilowatt hour", "kilowatt hours"),
+    "V": ("volt", "volts"),
+}
+_UNIT_RE = re.compile(r"(?<![\w.$£€¥])(\d[\d,]*(?:\.\d+)?)\s?("
+                      + "|".join(re.escape(unit) for unit in sorted(_UNITS, key=len, reverse=True)) + r")(?![\w/])")
+
+
+def _expand_units(text: str) -> str:
+    """``5 km`` -> ``5 kilometers``, ``1 ft`` -> ``1 foot`` (before abbreviations: "ft." is not "fort")."""
+    return _UNIT_RE.sub(lambda m: f"{m.group(1)} {_UNITS[m.group(2)][m.group(1) != '1']}", text)
+
+
+_ROMAN_RE = re.compile(r"M{0,3}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})")  # a valid numeral
+_NUMBERED_RE = re.compile(r"\b((?i:chapter|book|part|volume|act|scene|section|article|appendix|episode|war|"
+                          r"psalm|canto|stage|phase|level|round))\s+([MDCLXVI]+)\b")
+_REGNAL_RE = re.compile(r"\b([A-Z][a-z]+)\s+([IVX]+)\b")  # not "Washington DC"
+_ROMAN_VALUES = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100, "D": 500, "M": 1000}
+
+
+def roman_to_int(numeral: str) -> int:
+    """``"XIV" -> 14`` (a valid numeral; each symbol before a larger one subtracts)."""
+    values = [_ROMAN_VALUES[symbol] for symbol in numeral]
+    return sum(-value if value < following else value for value, following in zip(values, values[1:] + [0]))
+
+
+def _numbered(match: re.Match) -> str:
+    word, numeral = match.groups()
+    if not _ROMAN_RE.fullmatch(numeral) or (len(numeral) == 1 and numeral not in "IVX"):  # "Part C" is a letter
+        return match.group(0)
+    return f"{word} {roman_to_int(numeral)}"
+
+
+def _regnal(match: re.Match) -> str:
+    name, numeral = match.groups()
+    # "Henry VIII", "Elizabeth II"; a single letter only before punctuation ("Elizabeth I.", not "Then I went")
+    single_ok = numeral in "IV" and re.match(r"\s*(?:[,.;:!?)]|$)", match.string[match.end():])
+    if not _ROMAN_RE.fullmatch(numeral) or (len(numeral) == 1 and not single_ok):
+        return match.group(0)
+    return f"{name} the {roman_to_int(numeral)}th"
+
+
+def _expand_roman_numerals(text: str) -> str:
+    """``chapter IV`` -> ``chapter 4``; ``Henry VIII`` -> ``Henry the 8th``. Upper-case numerals only,
+    after a numbering word (chapter, part, act, war, ...) or a capitalised name."""
+    text = _NUMBERED_RE.sub(_numbered, text)
+    return _REGNAL_RE.sub(_regnal, text)
+
+
 # --- abbreviations ------------------------------------------------------------------------------
 
 _ABBREVIATIONS = {
@@ -137,17 +206,19 @@ def _expand_abbreviations(text: str) -> str:
 
 # --- numbers ------------------------------------------------------------------------------------
 
-_NUMBER = r"\d[\d,]*(?:\.\d+)?|\.\d+"
+_NUMBER = r"\d+(?:,\d{3})*(?:\.\d+)?|\.\d+"  # thousands commas, never a trailing comma
 _CURRENCIES = {"$": ("dollar", "cent"), "£": ("pound", "penny"), "€": ("euro", "cent"), "¥": ("yen", "sen")}
 _MAGNITUDES = r"thousand|million|billion|trillion"
 _CURRENCY_RE = re.compile(rf"([$£€¥])\s?({_NUMBER})(?:\s?({_MAGNITUDES})\b)?", re.IGNORECASE)
 _PERCENT_RE = re.compile(rf"({_NUMBER})\s?%")
-_TIME_RE = re.compile(r"\b(\d{1,2}):(\d{2})\b(?:\s*([ap])\.?\s?m\b\.?)?", re.IGNORECASE)
+_TIME_RE = re.compile(r"\b(\d{1,2}):(\d{2})(?!\d)(?:\s*([ap])\.?\s?m\b\.?)?", re.IGNORECASE)
 _AM_PM_RE = re.compile(r"\b(\d{1,2})\s*([ap])\.?\s?m\b\.?", re.IGNORECASE)
 _ORDINAL_RE = re.compile(r"\b(\d[\d,]*)(st|nd|rd|th)\b", re.IGNORECASE)
 _YEAR_RE = re.compile(r"(?<![\d.])(?<!\d,)(1[1-9]\d\d|20\d\d)(s?)(?!\d|[.,]\d)")
 _NEGATIVE_RE = re.compile(rf"(?<![\w.])-({_NUMBER})")
 _NUMBER_RE = re.compile(_NUMBER)
+# "555-1234", "555-123-4567", "(555) 123-4567", "+1 555.123.4567", "1-800-555-1234"
+_PHONE_RE = re.compile(r"(?<![\w.+-])(?:\+\d{1,3}[-. ]?|1-)?(?:\(\d{3}\) ?|\d{3}[-.])?\d{3}[-.]\d{4}(?![\w-]|\.\d)")
 
 
 def _plural(word: str, amount: str) -> str:
@@ -198,7 +269,14 @@ def _year(match: re.Match) -> str:
     return f" {words} "
 
 
+def _phone_number(match: re.Match) -> str:
+    """Digit by digit, a pause between groups: ``555-1234 -> "five five five, one two three four"``."""
+    groups = ", ".join(_digits_to_words(group) for group in re.findall(r"\d+", match.group(0)))
+    return f" {'plus ' if match.group(0).startswith('+') else ''}{groups} "
+
+
 def _expand_numbers(text: str) -> str:
+    text = _PHONE_RE.sub(_phone_number, text)
     text = _CURRENCY_RE.sub(_currency, text)
     text = _PERCENT_RE.sub(lambda m: f" {_decimal_words(m.group(1))} percent ", text)
     text = _TIME_RE.sub(_time, text)
@@ -218,6 +296,9 @@ _SYMBOLS = {"%": " percent ", "&": " and ", "+": " plus ", "=": " equals ", "@":
 def normalize_text(text: str) -> str:
     """Written text -> spoken-form text for TTS (see module docstring). Lowercase, ASCII."""
     text = _to_ascii(text)
+    text = _expand_dates(text)
+    text = _expand_units(text)
+    text = _expand_roman_numerals(text)
     text = _expand_abbreviations(text)
     text = _expand_numbers(text)
     for symbol, words in _SYMBOLS.items():

@@ -135,6 +135,41 @@ def load_config(path: str | Path, overrides: list[str] = (), check_files: bool =
     return config
 
 
+# The resolved config (YAML + every --set) a run keeps in its out_dir, so that --resume needs neither.
+SAVED_CONFIG = "config.yaml"
+
+
+def save_config(config: TrainConfig, out_dir: str | Path) -> Path:
+    """Write ``config`` as ``out_dir/config.yaml`` (atomically), the file :func:`training_config` resumes from."""
+    from speechs2s.checkpoint import write_text_atomic
+
+    path = Path(out_dir) / SAVED_CONFIG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "# The resolved config of this run; continue it with: speechs2s train THIS_FOLDER --resume\n"
+    write_text_atomic(path, header + yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return path
+
+
+def training_config(path: str | Path, overrides: list[str] = (), resume: bool = False) -> TrainConfig:
+    """The config ``speechs2s train PATH`` runs. ``PATH`` is a YAML file or, with ``resume``, the out_dir
+    of a run. Resuming, the config that run saved (with every ``--set`` it started with) replaces the
+    YAML and ``overrides`` apply on top of it (e.g. ``trainer.max_steps=20000`` to train on)."""
+    path = Path(path)
+    if path.is_dir():
+        if not resume:
+            raise ConfigError(f"{path}: a folder; add --resume to continue the run in it, or give a YAML config")
+        if not (path / SAVED_CONFIG).is_file():
+            raise ConfigError(f"{path}: no {SAVED_CONFIG} in it (not a training out_dir, or one from before "
+                              "runs saved their config: give its YAML and --set options again)")
+        config = load_config(path / SAVED_CONFIG, overrides)
+        config.trainer.out_dir = str(path)  # the folder may have moved since
+        return config
+    config = load_config(path, overrides)
+    if resume and (Path(config.trainer.out_dir) / SAVED_CONFIG).is_file():
+        return training_config(config.trainer.out_dir, overrides, resume)
+    return config
+
+
 def from_dict(raw: dict) -> TrainConfig:
     """Build a :class:`TrainConfig` from nested dicts, checking keys and types, the model's options
     against its config dataclass, and ``task`` against the model (filled in when left out)."""

@@ -15,6 +15,7 @@ Layout of ``out_dir``::
     final/                     the average of the last ``average_last`` step checkpoints
     tensorboard/               scalars and figures
     tokenizer.json             the tokenizer built for this run
+    config.yaml                the resolved config (YAML + --set): ``speechs2s train OUT_DIR --resume``
 """
 import contextlib
 import dataclasses
@@ -40,7 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from speechs2s.checkpoint import average_checkpoints, load_train_state, read_weights, save_checkpoint, write_text_atomic
 from speechs2s.errors import CheckpointError, ConfigError, SpeechS2SError
-from speechs2s.train.config import TrainConfig, model_options, task_features
+from speechs2s.train.config import TrainConfig, model_options, save_config, task_features
 from speechs2s.train.schedule import build_scheduler
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             raise ConfigError(f"data.train: {config.data.train} has no entries")
         valid_entries = spec.task.read_entries(config.data.valid)  # its errors too come before anything is written
         check_entry_keys(spec, {config.data.train: train_entries, config.data.valid: valid_entries})
+        if placement.rank == 0:
+            save_config(config, out_dir)  # --resume reads it back: no --set needs repeating
         tokenizer = prepare_tokenizer(config, train_entries, placement.rank, resume) if spec.task.text else None
         train_set, valid_set = build_datasets(config, train_entries, tokenizer, features)
         options = model_options(config, features, tokenizer)
