@@ -1,4 +1,9 @@
-"""Small shared helpers: device selection, tensor -> NumPy."""
+"""Small shared helpers: device selection, tensor -> NumPy, atomic file replacement."""
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -26,3 +31,17 @@ def to_numpy(array) -> np.ndarray:
     if isinstance(array, torch.Tensor):
         array = array.detach().float().cpu().numpy()
     return np.asarray(array, dtype=np.float32)
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; it replaces ``path`` in one rename when the
+    ``with`` block ends without an error, and is removed otherwise (an error, Ctrl-C), so ``path``
+    is never seen half-written."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
