@@ -178,6 +178,8 @@ def audio_info(source: AudioSource) -> AudioInfo:
         return AudioInfo(file.frames / file.samplerate, file.samplerate, file.channels, file.frames)
 
 
+# suffixes of the audio files a folder given as input is searched for
+READ_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64"})
 # suffix -> (libsndfile format, subtype) of the files written
 WRITE_FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS"),
                  "mp3": ("MP3", "MPEG_LAYER_III")}
@@ -205,12 +207,13 @@ def audio_writer(path: str | Path, sample_rate: int, channels: int = 1, large: b
         file_format = "RF64"
     with replacing(path) as temporary:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)  # FileExistsError when a parent is a file
             if path.is_dir():
                 raise IsADirectoryError("is a directory")
             file = sf.SoundFile(temporary, "w", sample_rate, channels, subtype, format=file_format)
         except (OSError, sf.SoundFileError, RuntimeError, ValueError) as error:
-            reason = getattr(error, "error_string", None) or getattr(error, "strerror", None) or _one_line(error)
+            reason = (f"{error.filename} is not a folder" if isinstance(error, FileExistsError)
+                      else getattr(error, "error_string", None) or getattr(error, "strerror", None) or _one_line(error))
             raise AudioError(f"{name}: cannot write audio ({reason.strip()})") from None
         with file:
             yield file

@@ -1,5 +1,7 @@
 import dataclasses
+import io
 import json
+from unittest.mock import ANY
 
 import numpy as np
 import pytest
@@ -112,7 +114,7 @@ def test_transcribe_batch_reports_bad_files_and_returns_the_others(tiny_asr, cor
     assert [t.error is None for t in transcripts] == [True, False, True, False, True]
     assert "missing.wav: no such file" in transcripts[1].error
     assert "garbage.wav" in transcripts[3].error
-    alone = [asr.transcribe(path, GREEDY) for path in good]
+    alone = [asr.transcribe(path, GREEDY).text for path in good]
     assert [transcripts[i].text for i in (0, 2, 4)] == alone  # batching does not change results
     assert all(alone), "the tiny model should say something"
     assert all(t.duration > 0.2 and t.seconds > 0 and t.rtf > 0 for t in (transcripts[0], transcripts[2]))
@@ -122,23 +124,26 @@ def test_transcribe_batch_reports_bad_files_and_returns_the_others(tiny_asr, cor
 
 def test_waveforms_and_silence(tiny_asr, corpora):
     asr, _ = tiny_asr
-    digit = load_audio(corpora / "fsdd" / "recordings" / "7_theo_7.wav", 16000)
-    assert asr.transcribe(digit, GREEDY) == asr.transcribe(corpora / "fsdd" / "recordings" / "7_theo_7.wav", GREEDY)
+    path = corpora / "fsdd" / "recordings" / "7_theo_7.wav"
+    from_file = asr.transcribe(path, GREEDY)
+    digit = load_audio(path, 16000)
+    assert asr.transcribe(digit, GREEDY, sample_rate=16000) == dataclasses.replace(from_file, source="<waveform>", seconds=ANY)
     quiet_noise = torch.randn(16000 * 3) * 1e-4
-    assert asr.transcribe(torch.zeros(16000 * 2), GREEDY) == ""  # no hallucination on silence
-    assert asr.transcribe(quiet_noise, GREEDY) == ""
-    assert asr.transcribe_segments(torch.zeros(16000 * 45), GREEDY) == []  # long silence: no segments at all
-    assert asr.transcribe(torch.zeros(100), GREEDY) == ""  # shorter than a frame
+    assert asr.transcribe(torch.zeros(16000 * 2), GREEDY, sample_rate=16000).text == ""  # no hallucination on silence
+    assert asr.transcribe(quiet_noise, GREEDY, sample_rate=16000).text == ""
+    assert asr.transcribe(torch.zeros(16000 * 45), GREEDY, sample_rate=16000).segments == []  # long silence: no segments at all
+    assert asr.transcribe(torch.zeros(100), GREEDY, sample_rate=16000).text == ""  # shorter than a frame
     with pytest.raises(AudioError, match="mono"):
-        asr.transcribe(torch.zeros(2, 16000))
+        asr.transcribe(torch.zeros(2, 16000), sample_rate=16000)
 
 
 def test_beam_search_through_the_api(tiny_asr, corpora):
     asr, _ = tiny_asr
     path = corpora / "fsdd" / "recordings" / "5_george_5.wav"
-    beam = asr.transcribe(path, DecodeConfig(beam_size=3, ctc_weight=0.3, max_len_ratio=0.5))
+    beam = asr.transcribe(path, DecodeConfig(beam_size=3, ctc_weight=0.3, max_len_ratio=0.5)).text
     assert isinstance(beam, str) and beam
-    assert asr.transcribe(path, DecodeConfig(beam_size=1, ctc_weight=0.0, max_len_ratio=0.5)) == asr.transcribe(path, GREEDY)
+    greedy_beam = asr.transcribe(path, DecodeConfig(beam_size=1, ctc_weight=0.0, max_len_ratio=0.5))
+    assert greedy_beam.text == asr.transcribe(path, GREEDY).text
 
 
 def test_long_file_is_split_and_decoded_in_bounded_pieces(tiny_asr, corpora, tmp_path, monkeypatch):
@@ -158,7 +163,7 @@ def test_long_file_is_split_and_decoded_in_bounded_pieces(tiny_asr, corpora, tmp
     real_load, real_blocks = speechs2s.asr.load_audio, speechs2s.vad.iter_audio_blocks
     monkeypatch.setattr(speechs2s.asr, "load_audio", lambda p, sr, start, end: reads.append((start, end)) or real_load(p, sr, start, end))
     monkeypatch.setattr(speechs2s.vad, "iter_audio_blocks", lambda *a, **k: (blocks.append(len(b)) or b for b in real_blocks(*a, **k)))
-    segments = asr.transcribe_segments(path, DecodeConfig(mode="ctc_greedy"))
+    segments = asr.transcribe(path, DecodeConfig(mode="ctc_greedy")).segments
 
     assert reads and max(end - start for start, end in reads) <= 20.0 + 1e-6  # never the whole file
     assert max(blocks) <= 60 * 8000 and len(blocks) >= 3  # levels measured block by block
@@ -187,7 +192,7 @@ def test_load_asr_round_trip(tiny_asr, checkpoint, corpora):
     asr, _ = tiny_asr
     loaded = speechs2s.load_asr(checkpoint, device="cpu")
     path = corpora / "fsdd" / "recordings" / "9_nicolas_9.wav"
-    assert loaded.transcribe(path, GREEDY) == asr.transcribe(path, GREEDY)
+    assert loaded.transcribe(path, GREEDY).text == asr.transcribe(path, GREEDY).text
 
 
 def test_cli_transcribe(tiny_asr, checkpoint, corpora, tmp_path):
@@ -195,7 +200,7 @@ def test_cli_transcribe(tiny_asr, checkpoint, corpora, tmp_path):
     good = [str(corpora / "fsdd" / "recordings" / f"{name}.wav") for name in DIGITS[:2]]
     bad = str(tmp_path / "missing.wav")
     decode = ["--model", str(checkpoint), "--beam", "2", "--ctc-weight", "0.3", "--threads", "1", "--device", "cpu"]
-    expected = asr.transcribe(good, DecodeConfig(beam_size=2, ctc_weight=0.3))
+    expected = [t.text for t in asr.transcribe(good, DecodeConfig(beam_size=2, ctc_weight=0.3))]
 
     result = CliRunner().invoke(main, ["transcribe", good[0], *decode])
     assert result.exit_code == 0, result.output

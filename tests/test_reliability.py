@@ -220,13 +220,13 @@ def test_transcribe_python_api(audio_files, asr_checkpoint):
             assert str(error.value).startswith(f"{path}: ") and expected in str(error.value), case
             assert "\n" not in str(error.value)
         else:
-            assert isinstance(asr.transcribe(path), str)
-    assert asr.transcribe(audio_files["silence"][0]) == ""
-    assert asr.transcribe(audio_files["white noise"][0]) == ""
+            assert isinstance(asr.transcribe(path).text, str)
+    assert asr.transcribe(audio_files["silence"][0]).text == ""
+    assert asr.transcribe(audio_files["white noise"][0]).text == ""
     # lossless variants of the same 16-bit clip decode to the same text as the clip itself
-    reference = asr.transcribe(audio_files["8 kHz"][0])
+    reference = asr.transcribe(audio_files["8 kHz"][0]).text
     for case in ("24-bit", "float", "stereo", "FLAC"):
-        assert asr.transcribe(audio_files[case][0]) == reference, case
+        assert asr.transcribe(audio_files[case][0]).text == reference, case
 
 
 def test_transcribe_batch_with_every_bad_file(audio_files, asr_checkpoint):
