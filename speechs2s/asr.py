@@ -161,7 +161,8 @@ class ASR:
             raise AudioError("waveform: give its sample rate, e.g. transcribe(wav, sample_rate=16000)")
         wav = torch.as_tensor(audio)
         if not wav.is_floating_point():
-            raise AudioError(f"waveform: expected float samples in [-1, 1], got {wav.dtype} (divide int16 by 32768)")
+            dtype = str(wav.dtype).removeprefix("torch.")
+            raise AudioError(f"waveform: expected float samples in [-1, 1], got {dtype} (for int16: samples / 32768)")
         if wav.dim() != 1:
             raise AudioError(f"waveform must be mono (T,), got shape {tuple(wav.shape)}")
         wav = wav.detach().float().cpu()

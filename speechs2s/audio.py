@@ -25,7 +25,7 @@ import torchaudio
 from torch import nn
 
 from speechs2s.errors import AudioError, ConfigError
-from speechs2s.utils import replacing, to_numpy
+from speechs2s.utils import one_line, replacing, to_numpy, write_error_reason
 
 AudioSource = str | Path | BinaryIO  # a path, or a seekable binary file object (e.g. io.BytesIO of a file's bytes)
 
@@ -74,7 +74,7 @@ def _open(source: AudioSource) -> sf.SoundFile:
             reason = "unknown format or corrupt data"
         raise AudioError(f"{name}: not a readable audio file ({reason})") from None
     except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as error:
-        raise AudioError(f"{name}: not a readable audio file ({_one_line(error)})") from None
+        raise AudioError(f"{name}: not a readable audio file ({one_line(error)})") from None
 
 
 @contextlib.contextmanager
@@ -92,10 +92,6 @@ def _native_stderr_silenced():
         os.close(saved)
 
 
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def _read_mono(file: sf.SoundFile, name: str, start: int, stop: int) -> torch.Tensor:
     """Frames ``[start, stop)`` of an open file, channels averaged: float32 ``(stop - start,)``
     (shorter if the file ends early)."""
@@ -103,7 +99,7 @@ def _read_mono(file: sf.SoundFile, name: str, start: int, stop: int) -> torch.Te
         file.seek(start)
         samples = file.read(stop - start, dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, ValueError) as error:
-        raise AudioError(f"{name}: cannot decode audio ({_one_line(error)})") from None
+        raise AudioError(f"{name}: cannot decode audio ({one_line(error)})") from None
     if not np.isfinite(samples).all():
         raise AudioError(f"{name}: contains NaN/inf samples")
     return torch.from_numpy(samples.mean(axis=1, dtype=np.float32))
@@ -207,14 +203,13 @@ def audio_writer(path: str | Path, sample_rate: int, channels: int = 1, large: b
         file_format = "RF64"
     with replacing(path) as temporary:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)  # FileExistsError when a parent is a file
+            path.parent.mkdir(parents=True, exist_ok=True)
             if path.is_dir():
                 raise IsADirectoryError("is a directory")
             file = sf.SoundFile(temporary, "w", sample_rate, channels, subtype, format=file_format)
         except (OSError, sf.SoundFileError, RuntimeError, ValueError) as error:
-            reason = (f"{error.filename} is not a folder" if isinstance(error, FileExistsError)
-                      else getattr(error, "error_string", None) or getattr(error, "strerror", None) or _one_line(error))
-            raise AudioError(f"{name}: cannot write audio ({reason.strip()})") from None
+            reason = write_error_reason(error) if isinstance(error, OSError) else getattr(error, "error_string", None)
+            raise AudioError(f"{name}: cannot write audio ({(reason or one_line(error)).strip()})") from None
         with file:
             yield file
     if to_stdout:

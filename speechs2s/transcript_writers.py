@@ -12,7 +12,7 @@ from pathlib import Path
 
 from speechs2s.asr import Transcript
 from speechs2s.errors import SpeechS2SError
-from speechs2s.utils import replacing
+from speechs2s.utils import replacing, write_error_reason
 
 
 def transcript_dict(transcript: Transcript) -> dict:
@@ -81,6 +81,6 @@ def write_transcript(transcript: Transcript, stem: str | Path, formats: list[str
             with replacing(path) as temporary:
                 temporary.write_text(FORMATS[name](transcript), encoding="utf-8")
         except OSError as error:
-            raise SpeechS2SError(f"{path}: cannot write transcript ({error.strerror})") from None
+            raise SpeechS2SError(f"{path}: cannot write transcript ({write_error_reason(error)})") from None
         paths.append(path)
     return paths

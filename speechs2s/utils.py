@@ -45,3 +45,15 @@ def replacing(path: Path) -> Iterator[Path]:
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+def write_error_reason(error: OSError) -> str:
+    """Why a file could not be written, in a few words (for an ``error:`` line)."""
+    if isinstance(error, FileExistsError):  # creating a parent folder met a file of that name
+        return f"{error.filename} is not a folder"
+    return error.strerror or one_line(error)
+
+
+def one_line(error: Exception) -> str:
+    """An exception's message on one line (its type name when empty)."""
+    return " ".join(str(error).split()) or type(error).__name__

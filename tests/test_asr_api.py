@@ -19,7 +19,7 @@ from speechs2s.decode.asr import DecodeConfig
 from speechs2s.errors import AudioError
 from speechs2s.metrics import wer
 from speechs2s.models.asr_transformer import TransformerASR, TransformerASRConfig
-from speechs2s.text.tokenizers import CharTokenizer
+from speechs2s.text.tokenizers import BPETokenizer, CharTokenizer, PhonemeTokenizer
 from speechs2s.vad import VADConfig, file_frame_levels, frame_levels, has_speech, speech_segments
 
 GREEDY = DecodeConfig(mode="greedy", max_len_ratio=0.5)
@@ -237,3 +237,61 @@ def test_cli_evaluate(checkpoint, corpora, tmp_path):
     errors = sum(int(row[3]) + int(row[4]) + int(row[5]) for row in rows[1:])
     assert errors / 7 == pytest.approx(wer([row[1] for row in rows[1:]], [row[2] for row in rows[1:]]))
     assert f"WER {100 * errors / 7:.2f}%" in result.stdout and "6 utterances" in result.stdout and "1 failed" in result.stdout
+
+
+# --- words, waveforms and file objects ------------------------------------------------------------
+
+
+def test_words_of_real_digits_are_timed_where_they_are_spoken(corpora):
+    """The bundled model (theo is held out of its training) on three digits with pauses, given as an
+    8 kHz numpy array: each word comes back with a time inside its digit and a high confidence."""
+    asr = speechs2s.load_asr("default", device="cpu")
+    wav, spans = _concatenate(_digits(corpora, ["3_theo_3", "7_theo_7", "1_theo_1"]), gap_seconds=0.3)
+    transcript = asr.transcribe(wav, sample_rate=8000)
+    assert transcript.text == "three seven one"
+    assert [word.text for word in transcript.words] == ["three", "seven", "one"]
+    for word, (start, end) in zip(transcript.words, spans):
+        assert start - 0.05 <= word.start < word.end <= end + 0.05, (word, start, end)
+        assert word.confidence > 0.5
+    assert asr.transcribe(wav.astype(np.float64), sample_rate=8000).words == transcript.words
+
+
+def test_words_without_ctc_head_have_no_times(corpora):
+    torch.manual_seed(0)
+    tokenizer = CharTokenizer()
+    config = TransformerASRConfig.preset("tiny", vocab_size=tokenizer.vocab_size, sos_id=tokenizer.sos_id, d_model=32,
+                                         d_ff=64, encoder_layers=1, decoder_layers=1, ctc_weight=0.0)
+    model = TransformerASR(config).eval()
+    with torch.no_grad():
+        model.output.bias[tokenizer.eos_id] -= 2.0
+    transcript = ASR(model, tokenizer, ASR_FEATURES, "cpu").transcribe(corpora / "fsdd" / "recordings" / "0_theo_0.wav", GREEDY)
+    assert transcript.words and " ".join(word.text for word in transcript.words) == " ".join(transcript.text.split())
+    assert all(word.start is word.end is word.confidence is None for word in transcript.words)
+
+
+def test_tokenizers_group_tokens_into_words():
+    char = CharTokenizer()
+    ids = char.encode("ab  c")
+    assert char.word_positions([char.sos_id, *ids]) == [[1, 2], [4]]  # specials and spaces belong to no word
+    bpe = BPETokenizer.train(["hello world", "hello there", "world of words"] * 20, vocab_size=40)
+    ids = bpe.encode("hello worlds")
+    assert [bpe.decode([ids[p] for p in word]) for word in bpe.word_positions(ids)] == ["hello", "worlds"]
+    phonemes = PhonemeTokenizer("asr")
+    ids = phonemes.encode("hi there")
+    assert [len(word) for word in phonemes.word_positions(ids)] == [2, 3]  # HH AY | DH EH R
+
+
+def test_waveform_and_file_object_inputs(tiny_asr, corpora):
+    asr, _ = tiny_asr
+    path = corpora / "fsdd" / "recordings" / "2_theo_2.wav"
+    expected = asr.transcribe(path, GREEDY).text
+    samples, rate = sf.read(path, dtype="int16")
+    assert asr.transcribe(samples / 32768, GREEDY, sample_rate=rate).text == expected  # float64 at 8 kHz
+    assert asr.transcribe(io.BytesIO(path.read_bytes()), GREEDY).text == expected
+    assert asr.transcribe_files([torch.zeros(800)], GREEDY, sample_rate=8000)[0].source == "<waveform>"
+    with pytest.raises(AudioError, match=r"^waveform: give its sample rate, e\.g\. transcribe\(wav, sample_rate=16000\)$"):
+        asr.transcribe(samples / 32768)
+    with pytest.raises(AudioError, match="sample rate"):
+        asr.transcribe([path, torch.zeros(1600)])
+    with pytest.raises(AudioError, match="expected float samples in \\[-1, 1\\], got int16"):
+        asr.transcribe(samples, sample_rate=rate)
