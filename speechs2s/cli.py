@@ -195,7 +195,7 @@ def _check_stems(pairs: list[tuple[object, str]]) -> None:
               help="Print JSON: per file its text, timed segments and words, decode time and RTF.")
 @click.option("-f", "--output-format", type=click.Choice(["txt", "json", "srt", "vtt", "tsv", "all"]),
               help="Also write each transcript as a file of this format into --output-dir.")
-@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=str),
+@click.option("-o", "--output-dir", type=click.Path(path_type=str),
               help="Folder for the transcript files (default: the current folder; alone: every format).")
 def transcribe(inputs, model_name, beam, ctc_weight, device, threads, as_json, output_format, output_dir):
     """Transcribe audio INPUTS: files (any format soundfile reads), folders (their audio files,
@@ -217,11 +217,16 @@ def transcribe(inputs, model_name, beam, ctc_weight, device, threads, as_json, o
     from pathlib import Path
 
     from speechs2s.transcript_writers import FORMATS, transcript_dict, write_transcript
+    from speechs2s.utils import write_error_reason
 
     pairs = _audio_inputs(inputs)
     write_files = bool(output_format or output_dir)
-    if write_files:
+    if write_files:  # find a bad output folder before transcribing
         _check_stems(pairs)
+        try:
+            Path(output_dir or ".").mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise SpeechS2SError(f"{output_dir}: cannot create the output folder ({write_error_reason(error)})") from None
     asr, decode = _load_recognizer(model_name, beam, ctc_weight, device, threads)
     transcripts = asr.transcribe_files([audio for audio, _ in pairs], decode,
                                        progress=len(pairs) > 1 and sys.stderr.isatty())
@@ -304,7 +309,7 @@ def durations(manifest, out, model_name, feature_cache, device, threads):
 @main.command()
 @click.argument("text", required=False)
 @click.option("--file", "text_file", type=click.Path(dir_okay=False, path_type=str), help="Read the text from this UTF-8 file.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str),
+@click.option("-o", "--output", required=True, type=click.Path(path_type=str),
               help="Audio file to write: .wav, .flac (16-bit), .ogg (Vorbis) or .mp3; - for WAV on stdout.")
 @click.option("--model", "model_name", default="default", show_default=True,
               help="TTS checkpoint folder, training output folder or bundled model name.")

@@ -49,8 +49,10 @@ def replacing(path: Path) -> Iterator[Path]:
 
 def write_error_reason(error: OSError) -> str:
     """Why a file could not be written, in a few words (for an ``error:`` line)."""
-    if isinstance(error, FileExistsError):  # creating a parent folder met a file of that name
+    if isinstance(error, FileExistsError):  # creating a folder met a file of that name
         return f"{error.filename} is not a folder"
+    if isinstance(error, NotADirectoryError) and error.filename:  # ... or a file above it
+        return f"{Path(error.filename).parent} is not a folder"
     return error.strerror or one_line(error)
 
 

@@ -18,6 +18,7 @@ from speechs2s.cli import main
 from speechs2s.decode.asr import DecodeConfig
 from speechs2s.errors import AudioError
 from speechs2s.metrics import wer
+from speechs2s.transcript_writers import to_srt, to_vtt
 from speechs2s.models.asr_transformer import TransformerASR, TransformerASRConfig
 from speechs2s.text.tokenizers import BPETokenizer, CharTokenizer, PhonemeTokenizer
 from speechs2s.vad import VADConfig, file_frame_levels, frame_levels, has_speech, speech_segments
@@ -295,3 +296,31 @@ def test_waveform_and_file_object_inputs(tiny_asr, corpora):
         asr.transcribe([path, torch.zeros(1600)])
     with pytest.raises(AudioError, match="expected float samples in \\[-1, 1\\], got int16"):
         asr.transcribe(samples, sample_rate=rate)
+
+
+def test_cli_folders_stdin_and_output_files(tiny_asr, checkpoint, corpora, tmp_path, monkeypatch):
+    asr, _ = tiny_asr
+    recordings = corpora / "fsdd" / "recordings"
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.wav").write_bytes((recordings / "4_theo_4.wav").read_bytes())
+    sf.write(folder / "sub" / "b.FLAC", sf.read(recordings / "6_theo_6.wav")[0], 8000)
+    (folder / "notes.txt").write_text("not audio, not an audio suffix: skipped")
+    decode = ["--model", str(checkpoint), "--beam", "1", "--ctc-weight", "0", "--device", "cpu"]
+    expected = asr.transcribe([folder / "a.wav", folder / "sub" / "b.FLAC"], DecodeConfig(beam_size=1, ctc_weight=0))
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["transcribe", str(folder), *decode, "-f", "all", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [f"{folder / 'a.wav'}\t{expected[0].text}", f"{folder / 'sub' / 'b.FLAC'}\t{expected[1].text}"]
+    written = sorted(str(path.relative_to(out)) for path in out.rglob("*"))
+    assert written == ["a.json", "a.srt", "a.tsv", "a.txt", "a.vtt", "sub", *[f"sub/b.{f}" for f in ("json", "srt", "tsv", "txt", "vtt")]]
+    assert (out / "sub" / "b.srt").read_text() == to_srt(expected[1])
+    words = [word for segment in json.loads((out / "a.json").read_text())["segments"] for word in segment["words"]]
+    assert [word["text"] for word in words] == expected[0].text.split() and all(word["start"] is not None for word in words)
+
+    monkeypatch.chdir(tmp_path)  # --output-dir defaults to the current folder
+    result = CliRunner().invoke(main, ["transcribe", "-", *decode, "-f", "vtt"], input=(folder / "a.wav").read_bytes())
+    assert result.exit_code == 0, result.output
+    assert result.stdout == expected[0].text + "\n"
+    assert (tmp_path / "stdin.vtt").read_text() == to_vtt(dataclasses.replace(expected[0], source="<stdin>"))
