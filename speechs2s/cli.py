@@ -156,11 +156,13 @@ def _load_recognizer(model_name, beam, ctc_weight, device, threads):
 def _audio_inputs(inputs: tuple[str, ...]) -> list[tuple[object, str]]:
     """Command-line inputs -> ``(audio, output stem)`` pairs: a file as is (stem: its name without
     suffix), a folder's audio files found recursively (stem: path inside the folder), ``-``: the
-    bytes of stdin (stem ``stdin``). Raises for a folder without audio files."""
+    bytes of stdin (stem ``stdin``); a folder without audio files is a failed :class:`Transcript`."""
     import io
     from pathlib import Path
 
+    from speechs2s.asr import Transcript
     from speechs2s.audio import READ_SUFFIXES
+    from speechs2s.errors import AudioError
 
     pairs = []
     for item in inputs:
@@ -171,7 +173,8 @@ def _audio_inputs(inputs: tuple[str, ...]) -> list[tuple[object, str]]:
         elif Path(item).is_dir():
             found = sorted(path for path in Path(item).rglob("*") if path.suffix.lower() in READ_SUFFIXES and path.is_file())
             if not found:
-                raise SpeechS2SError(f"{item}: no audio files in this folder ({', '.join(sorted(READ_SUFFIXES))})")
+                reason = f"is a directory without audio files ({', '.join(sorted(READ_SUFFIXES))})"
+                pairs.append((Transcript(item, failure=AudioError(f"{item}: {reason}")), item))
             pairs += [(str(path), str(path.relative_to(item).with_suffix(""))) for path in found]
         else:
             pairs.append((item, Path(item).stem))
@@ -216,6 +219,7 @@ def transcribe(inputs, model_name, beam, ctc_weight, device, threads, as_json, o
     import json
     from pathlib import Path
 
+    from speechs2s.asr import Transcript
     from speechs2s.transcript_writers import FORMATS, transcript_dict, write_transcript
     from speechs2s.utils import write_error_reason
 
@@ -227,9 +231,10 @@ def transcribe(inputs, model_name, beam, ctc_weight, device, threads, as_json, o
             Path(output_dir or ".").mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise SpeechS2SError(f"{output_dir}: cannot create the output folder ({write_error_reason(error)})") from None
+    files = [audio for audio, _ in pairs if not isinstance(audio, Transcript)]
     asr, decode = _load_recognizer(model_name, beam, ctc_weight, device, threads)
-    transcripts = asr.transcribe_files([audio for audio, _ in pairs], decode,
-                                       progress=len(pairs) > 1 and sys.stderr.isatty())
+    decoded = iter(asr.transcribe_files(files, decode, progress=len(files) > 1 and sys.stderr.isatty()))
+    transcripts = [audio if isinstance(audio, Transcript) else next(decoded) for audio, _ in pairs]
     for transcript in transcripts:
         if transcript.error:
             click.echo(f"error: {transcript.error}", err=True)

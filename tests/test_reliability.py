@@ -453,11 +453,18 @@ def test_transcribe_bad_stdin_empty_folder_and_unwritable_output(audio_files, as
     assert assert_one_error_line(cli("transcribe", "-", *model, input=b"")) == "error: <stdin>: empty (0 bytes)"
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     (tmp_path / "empty" / "sub" / "notes.txt").write_text("no audio here")
-    assert_one_error_line(cli("transcribe", tmp_path / "empty", *model), "empty: no audio files in this folder (.aif")
+    line = assert_one_error_line(cli("transcribe", tmp_path / "empty", *model))
+    assert line.startswith(f"error: {tmp_path / 'empty'}: is a directory without audio files (.aif, .aiff, ")
     (tmp_path / "a file").write_text("")
     good = audio_files["8 kHz"][0]
     line = assert_one_error_line(cli("transcribe", good, *model, "-o", tmp_path / "a file" / "out"))
     assert line == f"error: {tmp_path / 'a file' / 'out'}: cannot create the output folder ({tmp_path / 'a file'} is not a folder)"
+    (tmp_path / "other").mkdir()
+    twin = tmp_path / "other" / good.name
+    twin.write_bytes(good.read_bytes())
+    line = assert_one_error_line(cli("transcribe", good, twin, *model, "-f", "txt", "-o", tmp_path / "out"))
+    assert line == f"error: {good} and {twin} would both be written as {good.stem}.*: transcribe them into different --output-dir folders"
+    assert not (tmp_path / "out").exists()
     with pytest.raises(AudioError, match="^waveform: give its sample rate"):
         load_asr(asr_checkpoint, device="cpu").transcribe(np.zeros(RATE, np.float32))
 
