@@ -16,9 +16,11 @@ batches of at most ``batch_seconds`` of padded audio. A piece without voice acti
 nothing (no hallucinated text on silence).
 
 Word times come from CTC forced alignment of the decoded tokens on the CTC head
-(:mod:`speechs2s.decode.align`): a word starts at its first token's first frame and ends after its
-last token's last frame. A model trained without CTC head (``ctc_weight: 0``) gives words without
-times or confidence (``None``), as does a piece whose hypothesis has more tokens than CTC can place.
+(:mod:`speechs2s.decode.align`): a word spans its first token's first frame to its last token's last
+frame, widened over the frames around it that still sound (:func:`speechs2s.vad.sounding`), since
+CTC emits a token on a frame or two; never into the neighbouring words. A model trained without CTC
+head (``ctc_weight: 0``) gives words without times or confidence (``None``), as does a piece whose
+hypothesis has more tokens than CTC can place.
 """
 import dataclasses
 import time
@@ -33,9 +35,9 @@ from tqdm import tqdm
 
 from speechs2s.audio import AudioSource, FeatureConfig, LogMel, audio_info, load_audio, source_name
 from speechs2s.decode.align import align_tokens
-from speechs2s.decode.asr import DecodeConfig, search
+from speechs2s.decode.asr import DecodeConfig, decode_encoded
 from speechs2s.errors import AudioError, CheckpointError, ManifestError, SpeechS2SError
-from speechs2s.vad import VADConfig, file_frame_levels, frame_levels, has_speech, speech_segments
+from speechs2s.vad import VADConfig, file_frame_levels, frame_levels, has_speech, sounding, speech_segments
 
 # a file (path or seekable binary file object), or a waveform: mono (T,), float in [-1, 1], with its sample_rate
 Audio = AudioSource | np.ndarray | torch.Tensor
@@ -275,29 +277,38 @@ class ASR:
         features = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)  # (B, frames, M)
         dtype = next(self.model.parameters()).dtype
         enc, enc_lengths = self.model.encode(features.to(dtype), feature_lengths)
-        tokens = search(self.model, enc, enc_lengths, config, self.tokenizer.eos_id, self.tokenizer.blank_id)
+        tokens = decode_encoded(self.model, enc, enc_lengths, config, self.tokenizer.eos_id, self.tokenizer.blank_id)
         ctc_log_probs = self.model.ctc_log_probs(enc) if self.model.config.ctc_weight > 0 else None
         for row, (i, ids) in enumerate(zip(wavs, tokens)):
             piece, frames = batch[i], int(enc_lengths[row])
             spans = align_tokens(ctc_log_probs[row, :frames], ids, self.tokenizer.blank_id) if ctc_log_probs is not None else None
             frame_seconds = int(feature_lengths[row]) * self.features.hop_length / sample_rate / frames
-            words = self._words(ids, spans, piece, frame_seconds)
+            words = self._words(ids, spans, wavs[i], piece, frame_seconds)
             segments[i] = Segment(piece.start, piece.end, self.tokenizer.decode(ids), words)
         return segments
 
-    def _words(self, ids: list[int], spans: list | None, piece: _Piece, frame_seconds: float) -> list[Word]:
+    def _words(self, ids: list[int], spans: list | None, wav: torch.Tensor, piece: _Piece,
+               frame_seconds: float) -> list[Word]:
         """The words of a piece's tokens, timed by their alignment ``spans`` (encoder frames of
-        ``frame_seconds``; None: untimed)."""
+        ``frame_seconds``; None: untimed) and widened over the sounding frames around them."""
+        groups = self.tokenizer.word_positions(ids)
+        if spans is None:
+            return [Word(self.tokenizer.decode([ids[p] for p in positions])) for positions in groups]
+        loud = sounding(wav, round(frame_seconds * self.features.sample_rate), self.vad)
+        bounds = [(spans[positions[0]].start, spans[positions[-1]].end) for positions in groups]
         words = []
-        for positions in self.tokenizer.word_positions(ids):
-            text = self.tokenizer.decode([ids[position] for position in positions])
-            if spans is None:
-                words.append(Word(text))
-                continue
-            start = piece.start + spans[positions[0]].start * frame_seconds
-            end = piece.start + spans[positions[-1]].end * frame_seconds
-            confidence = sum(spans[position].score for position in positions) / len(positions)
-            words.append(Word(text, min(start, piece.end), min(end, piece.end), confidence))
+        for k, positions in enumerate(groups):
+            start, end = bounds[k]
+            previous_end = bounds[k - 1][1] if k else 0
+            next_start = bounds[k + 1][0] if k + 1 < len(bounds) else len(loud)
+            while start > previous_end and start <= len(loud) and loud[start - 1]:
+                start -= 1
+            while end < min(next_start, len(loud)) and loud[end]:
+                end += 1
+            confidence = sum(spans[p].score for p in positions) / len(positions)
+            words.append(Word(self.tokenizer.decode([ids[p] for p in positions]),
+                              min(piece.end, piece.start + start * frame_seconds),
+                              min(piece.end, piece.start + end * frame_seconds), confidence))
         return words
 
 

@@ -81,11 +81,11 @@ def decode(model, features: torch.Tensor, feature_lengths: torch.Tensor, config:
            eos_id: int, blank_id: int = 0) -> list[list[int]]:
     """Features ``(B, T, M)`` with lengths ``(B,)`` -> the best token list of each utterance."""
     enc, enc_lengths = model.encode(features, feature_lengths)
-    return search(model, enc, enc_lengths, config, eos_id, blank_id)
+    return decode_encoded(model, enc, enc_lengths, config, eos_id, blank_id)
 
 
 @torch.no_grad()
-def search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: DecodeConfig,
+def decode_encoded(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: DecodeConfig,
            eos_id: int, blank_id: int = 0) -> list[list[int]]:
     """Encoder output ``(B, T', D)`` with lengths ``(B,)`` -> the best token list of each utterance."""
     weight = search_ctc_weight(model, config.ctc_weight if config.mode == "beam" else 0.5)
