@@ -153,10 +153,10 @@ def _load_recognizer(model_name, beam, ctc_weight, device, threads):
     return load_asr(model_name, device), DecodeConfig(mode="beam", beam_size=beam, ctc_weight=ctc_weight)
 
 
-def _audio_inputs(inputs: tuple[str, ...]) -> list[tuple[object, str]]:
+def _audio_inputs(inputs: tuple[str, ...]) -> list[tuple[object, str | None]]:
     """Command-line inputs -> ``(audio, output stem)`` pairs: a file as is (stem: its name without
     suffix), a folder's audio files found recursively (stem: path inside the folder), ``-``: the
-    bytes of stdin (stem ``stdin``); a folder without audio files is a failed :class:`Transcript`."""
+    bytes of stdin (stem ``stdin``); a folder without audio files is a failed :class:`Transcript` (no stem)."""
     import io
     from pathlib import Path
 
@@ -174,17 +174,19 @@ def _audio_inputs(inputs: tuple[str, ...]) -> list[tuple[object, str]]:
             found = sorted(path for path in Path(item).rglob("*") if path.suffix.lower() in READ_SUFFIXES and path.is_file())
             if not found:
                 reason = f"is a directory without audio files ({', '.join(sorted(READ_SUFFIXES))})"
-                pairs.append((Transcript(item, failure=AudioError(f"{item}: {reason}")), item))
+                pairs.append((Transcript(item, failure=AudioError(f"{item}: {reason}")), None))
             pairs += [(str(path), str(path.relative_to(item).with_suffix(""))) for path in found]
         else:
             pairs.append((item, Path(item).stem))
     return pairs
 
 
-def _check_stems(pairs: list[tuple[object, str]]) -> None:
+def _check_stems(pairs: list[tuple[object, str | None]]) -> None:
     """Raise when two inputs would write the same transcript files."""
     first = {}
     for audio, stem in pairs:
+        if stem is None:
+            continue
         name = getattr(audio, "name", audio)
         if first.setdefault(stem, name) != name:
             raise SpeechS2SError(f"{first[stem]} and {name} would both be written as {stem}.*: "
