@@ -14,9 +14,9 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
-from typing import BinaryIO
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
