@@ -18,21 +18,12 @@ import common
 def load_recogniser(system: str, threads: int, asr_model: str):
     """A function ``list of 16 kHz float32 arrays -> list of texts`` for ``system``."""
     if system.startswith("speechs2s"):
-        import torch
-        import torchaudio
-
         import speechs2s
 
         asr = speechs2s.load_asr(asr_model, device="cpu")
-        rate = asr.features.sample_rate
-
-        def tensors(wavs):
-            wavs = [torch.from_numpy(wav) for wav in wavs]
-            return wavs if rate == common.SAMPLE_RATE else [torchaudio.functional.resample(w, common.SAMPLE_RATE, rate) for w in wavs]
-
         if system == "speechs2s-batched":
-            return lambda wavs: asr.transcribe(tensors(wavs))
-        return lambda wavs: [asr.transcribe(wav) for wav in tensors(wavs)]
+            return lambda wavs: [t.text for t in asr.transcribe(wavs, sample_rate=common.SAMPLE_RATE)]
+        return lambda wavs: [asr.transcribe(wav, sample_rate=common.SAMPLE_RATE).text for wav in wavs]
     if system.startswith("whisper"):
         whisper = common.whisper_tiny_en({"whisper-fp32": "float32", "whisper-int8": "int8"}[system], threads)
         return lambda wavs: [whisper(wav) for wav in wavs]

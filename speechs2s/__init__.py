@@ -1,7 +1,7 @@
 """speechs2s: PyTorch toolkit for speech recognition (ASR) and speech synthesis (TTS).
 
 >>> import speechs2s
->>> speechs2s.load_asr("default").transcribe("speech.wav")
+>>> speechs2s.load_asr("default").transcribe("speech.wav").text
 >>> wav, sample_rate = speechs2s.load_tts("default").synthesize("Hello there.")
 """
 import importlib

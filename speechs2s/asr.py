@@ -1,43 +1,69 @@
 """Speech recognition API: ``load_asr(...)`` -> :class:`ASR` -> ``transcribe(...)``.
 
 >>> asr = load_asr("default")
->>> asr.transcribe("speech.wav")
+>>> result = asr.transcribe("speech.wav")       # or a numpy array / tensor with sample_rate=...
+>>> result.text
 'hello world'
->>> asr.transcribe_segments("meeting.flac")  # long files are cut at silences
-[Segment(start=0.42, end=7.9, text='...'), ...]
+>>> result.segments                             # long files are cut at silences
+[Segment(start=0.42, end=7.9, text='hello world', words=[...])]
+>>> result.words
+[Word(text='hello', start=0.46, end=0.81, confidence=0.93), Word(text='world', ...)]
 
 Inputs are cut into pieces of at most ``max_segment_seconds``: a short input is one piece, a long
 file is measured block by block and split at silences (:mod:`speechs2s.vad`), so memory stays
 bounded whatever the file length. Pieces of all inputs are sorted by duration and decoded in
 batches of at most ``batch_seconds`` of padded audio. A piece without voice activity decodes to
 nothing (no hallucinated text on silence).
+
+Word times come from CTC forced alignment of the decoded tokens on the CTC head
+(:mod:`speechs2s.decode.align`): a word spans its first token's first frame to its last token's last
+frame, widened over the frames around it that still sound (:func:`speechs2s.vad.sounding`), since
+CTC emits a token on a frame or two; never into the neighbouring words. A model trained without CTC
+head (``ctc_weight: 0``) gives words without times or confidence (``None``), as does a piece whose
+hypothesis has more tokens than CTC can place.
 """
 import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+import torchaudio
 from tqdm import tqdm
 
-from speechs2s.audio import FeatureConfig, LogMel, audio_info, load_audio
-from speechs2s.decode.asr import DecodeConfig
-from speechs2s.decode.asr import decode as decode_tokens  # `decode` names the DecodeConfig parameters below
+from speechs2s.audio import AudioSource, FeatureConfig, LogMel, audio_info, load_audio, source_name
+from speechs2s.decode.align import align_tokens
+from speechs2s.decode.asr import DecodeConfig, decode_encoded
 from speechs2s.errors import AudioError, ManifestError, SpeechS2SError
-from speechs2s.vad import VADConfig, file_frame_levels, frame_levels, has_speech, speech_segments
+from speechs2s.vad import VADConfig, file_frame_levels, frame_levels, has_speech, sounding, speech_segments
 
-Audio = str | Path | torch.Tensor  # a file, or a mono waveform (T,) at the model's sample rate
+# a file (path or seekable binary file object), or a waveform: mono (T,), float in [-1, 1], with its sample_rate
+Audio = AudioSource | np.ndarray | torch.Tensor
 MIN_SECONDS = 0.1  # shorter pieces are padded with silence (the encoders need a few frames)
 
 
 @dataclass
+class Word:
+    """A recognised word, ``start``..``end`` seconds from the start of the input; ``confidence`` is the
+    mean CTC posterior (0..1) of its tokens on their aligned frames. Times and confidence are None
+    when the model has no CTC head or the alignment is impossible."""
+
+    text: str
+    start: float | None = None
+    end: float | None = None
+    confidence: float | None = None
+
+
+@dataclass
 class Segment:
-    """Recognised text of ``start``..``end`` (seconds from the start of the input)."""
+    """Recognised text of ``start``..``end`` (seconds from the start of the input) and its words."""
 
     start: float
     end: float
     text: str
+    words: list[Word] = field(default_factory=list)
 
 
 @dataclass
@@ -51,6 +77,11 @@ class Transcript:
     duration: float = 0.0
     seconds: float = 0.0
     failure: SpeechS2SError | None = None
+
+    @property
+    def words(self) -> list[Word]:
+        """The words of all segments, in order."""
+        return [word for segment in self.segments for word in segment.words]
 
     @property
     def error(self) -> str | None:
@@ -67,13 +98,13 @@ class Transcript:
 class _Input:
     """One input as read: a file (optionally only ``start``..``end`` of it) or a waveform."""
 
-    source: str | Path | torch.Tensor
+    source: AudioSource | torch.Tensor  # a tensor is a mono waveform at the model's rate
     start: float = 0.0
     end: float | None = None
 
     @property
     def name(self) -> str:
-        return "<waveform>" if isinstance(self.source, torch.Tensor) else str(self.source)
+        return "<waveform>" if isinstance(self.source, torch.Tensor) else source_name(self.source)
 
 
 @dataclass
@@ -104,33 +135,45 @@ class ASR:
         self.batch_seconds = batch_seconds or (240.0 if self.device.type == "cuda" else 30.0)
         self.vad = dataclasses.replace(vad or VADConfig(), max_segment_seconds=max_segment_seconds)
 
-    def transcribe(self, audio: Audio | list[Audio], decode: DecodeConfig | None = None) -> str | list[str]:
-        """Text of one input, or a list of texts for a list of inputs (decoded together in batches).
+    def transcribe(self, audio: Audio | list[Audio], decode: DecodeConfig | None = None, *,
+                   sample_rate: int | None = None) -> Transcript | list[Transcript]:
+        """The :class:`Transcript` (``.text``, ``.segments``, ``.words``) of one input, or a list of them
+        for a list of inputs (decoded together in batches).
 
-        A waveform is a mono tensor ``(T,)`` at ``self.features.sample_rate``. Raises the first
-        input's :class:`SpeechS2SError` if any input fails; :meth:`transcribe_files` reports
-        failures per input instead.
+        A waveform (numpy array or tensor, mono ``(T,)``, float in [-1, 1]) needs its ``sample_rate``
+        (any rate: it is resampled to the model's). Raises the first input's :class:`SpeechS2SError`
+        if any input fails; :meth:`transcribe_files` reports failures per input instead.
         """
         single = not isinstance(audio, (list, tuple))
-        transcripts = self.transcribe_files([audio] if single else audio, decode)
+        transcripts = self.transcribe_files([audio] if single else audio, decode, sample_rate=sample_rate)
         for transcript in transcripts:
             if transcript.failure:
                 raise transcript.failure
-        texts = [transcript.text for transcript in transcripts]
-        return texts[0] if single else texts
-
-    def transcribe_segments(self, audio: Audio, decode: DecodeConfig | None = None) -> list[Segment]:
-        """Timed segments of one input (long inputs are split at silences); silent parts are left out."""
-        (transcript,) = self.transcribe_files([audio], decode)
-        if transcript.failure:
-            raise transcript.failure
-        return transcript.segments
+        return transcripts[0] if single else transcripts
 
     def transcribe_files(self, inputs: list[Audio], decode: DecodeConfig | None = None,
-                         progress: bool = False) -> list[Transcript]:
+                         progress: bool = False, *, sample_rate: int | None = None) -> list[Transcript]:
         """One :class:`Transcript` per input, in order; an input that fails (unreadable file, ...) gets
-        its ``failure`` set and the others are still transcribed."""
-        return self._run([_Input(source) for source in inputs], decode or self.decode, progress)
+        its ``failure`` set and the others are still transcribed. Waveforms are as in :meth:`transcribe`;
+        a waveform without ``sample_rate`` raises :class:`AudioError` at once (a mistake in the call)."""
+        return self._run([self._input(audio, sample_rate) for audio in inputs], decode or self.decode, progress)
+
+    def _input(self, audio: Audio, sample_rate: int | None) -> _Input:
+        """A file as is; a waveform checked and resampled to the model's rate."""
+        if not isinstance(audio, (np.ndarray, torch.Tensor)):
+            return _Input(audio)
+        if sample_rate is None:
+            raise AudioError("waveform: give its sample rate, e.g. transcribe(wav, sample_rate=16000)")
+        wav = torch.as_tensor(audio)
+        if not wav.is_floating_point():
+            dtype = str(wav.dtype).removeprefix("torch.")
+            raise AudioError(f"waveform: expected float samples in [-1, 1], got {dtype} (for int16: samples / 32768)")
+        if wav.dim() != 1:
+            raise AudioError(f"waveform must be mono (T,), got shape {tuple(wav.shape)}")
+        wav = wav.detach().float().cpu()
+        if sample_rate != self.features.sample_rate:
+            wav = torchaudio.functional.resample(wav, sample_rate, self.features.sample_rate)
+        return _Input(wav)
 
     def evaluate(self, manifest: str | Path | list[dict], decode: DecodeConfig | None = None,
                  progress: bool = False) -> "Evaluation":
@@ -160,13 +203,13 @@ class ASR:
         batches = self._batches(pieces)
         for batch in tqdm(batches, desc="transcribe", unit="batch", disable=not progress, leave=False):
             began = time.perf_counter()
-            texts = self._decode_batch(inputs, batch, transcripts, config)
+            segments = self._decode_batch(inputs, batch, transcripts, config)
             elapsed = time.perf_counter() - began
             total = sum(piece.end - piece.start for piece in batch)
-            for piece, text in zip(batch, texts):
+            for piece, segment in zip(batch, segments):
                 transcripts[piece.index].seconds += elapsed * (piece.end - piece.start) / total
-                if text:
-                    transcripts[piece.index].segments.append(Segment(piece.start, piece.end, text))
+                if segment and segment.text:
+                    transcripts[piece.index].segments.append(segment)
         for transcript in transcripts:
             transcript.segments.sort(key=lambda segment: segment.start)
             transcript.text = " ".join(segment.text for segment in transcript.segments)
@@ -215,8 +258,8 @@ class ASR:
 
     @torch.no_grad()
     def _decode_batch(self, inputs: list[_Input], batch: list[_Piece], transcripts: list[Transcript],
-                      config: DecodeConfig) -> list[str]:
-        """Texts of a batch of pieces ("" for silent or failed ones; failures are set on the transcript)."""
+                      config: DecodeConfig) -> list[Segment | None]:
+        """The segment of each piece of a batch (None for silent or failed ones; failures are set on the transcript)."""
         sample_rate = self.features.sample_rate
         wavs = {}
         for i, piece in enumerate(batch):
@@ -227,21 +270,50 @@ class ASR:
                 continue
             if not piece.check_voice or has_speech(wav, sample_rate, self.vad):
                 wavs[i] = wav
+        segments = [None] * len(batch)
         if not wavs:
-            return [""] * len(batch)
+            return segments
         shortest = round(MIN_SECONDS * sample_rate)
         # features per piece (a padded batch would change the last frames' reflect padding), then padded
         features = [self.log_mel(F.pad(wav, (0, max(0, shortest - len(wav)))).to(self.device)) for wav in wavs.values()]
         feature_lengths = torch.tensor([len(f) for f in features], device=self.device)
         features = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)  # (B, frames, M)
         dtype = next(self.model.parameters()).dtype
-        tokenizer = self.tokenizer
-        tokens = decode_tokens(self.model, features.to(dtype), feature_lengths, config, tokenizer.eos_id,
-                               tokenizer.blank_id, self.lm)
-        texts = [""] * len(batch)
-        for i, ids in zip(wavs, tokens):
-            texts[i] = self.tokenizer.decode(ids)
-        return texts
+        enc, enc_lengths = self.model.encode(features.to(dtype), feature_lengths)
+        tokens = decode_encoded(self.model, enc, enc_lengths, config, self.tokenizer.eos_id, self.tokenizer.blank_id,
+                                self.lm)
+        ctc_log_probs = self.model.ctc_log_probs(enc) if self.model.config.ctc_weight > 0 else None
+        for row, (i, ids) in enumerate(zip(wavs, tokens)):
+            piece, frames = batch[i], int(enc_lengths[row])
+            spans = align_tokens(ctc_log_probs[row, :frames], ids, self.tokenizer.blank_id) if ctc_log_probs is not None else None
+            frame_seconds = int(feature_lengths[row]) * self.features.hop_length / sample_rate / frames
+            words = self._words(ids, spans, wavs[i], piece, frame_seconds)
+            segments[i] = Segment(piece.start, piece.end, self.tokenizer.decode(ids), words)
+        return segments
+
+    def _words(self, ids: list[int], spans: list | None, wav: torch.Tensor, piece: _Piece,
+               frame_seconds: float) -> list[Word]:
+        """The words of a piece's tokens, timed by their alignment ``spans`` (encoder frames of
+        ``frame_seconds``; None: untimed) and widened over the sounding frames around them."""
+        groups = self.tokenizer.word_positions(ids)
+        if spans is None:
+            return [Word(self.tokenizer.decode([ids[p] for p in positions])) for positions in groups]
+        loud = sounding(wav, round(frame_seconds * self.features.sample_rate), self.vad)
+        bounds = [(spans[positions[0]].start, spans[positions[-1]].end) for positions in groups]
+        words = []
+        for k, positions in enumerate(groups):
+            start, end = bounds[k]
+            previous_end = bounds[k - 1][1] if k else 0
+            next_start = bounds[k + 1][0] if k + 1 < len(bounds) else len(loud)
+            while start > previous_end and start <= len(loud) and loud[start - 1]:
+                start -= 1
+            while end < min(next_start, len(loud)) and loud[end]:
+                end += 1
+            confidence = sum(spans[p].score for p in positions) / len(positions)
+            words.append(Word(self.tokenizer.decode([ids[p] for p in positions]),
+                              min(piece.end, piece.start + start * frame_seconds),
+                              min(piece.end, piece.start + end * frame_seconds), confidence))
+        return words
 
 
 @dataclass

@@ -9,11 +9,14 @@ import contextlib
 import functools
 import math
 import os
+import shutil
 import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -22,7 +25,9 @@ import torchaudio
 from torch import nn
 
 from speechs2s.errors import AudioError, ConfigError
-from speechs2s.utils import to_numpy
+from speechs2s.utils import one_line, replacing, to_numpy, write_error_reason
+
+AudioSource = str | Path | BinaryIO  # a path, or a seekable binary file object (e.g. io.BytesIO of a file's bytes)
 
 # Context (seconds) read on each side of a segment before resampling, so that segments resampled
 # one at a time join seamlessly (the resampling filter is ~1 ms wide at the lowest common rate).
@@ -39,25 +44,37 @@ class AudioInfo:
     frames: int
 
 
-def _open(path: str | Path) -> sf.SoundFile:
-    """Open ``path`` for reading, turning every failure into a one-line :class:`AudioError`."""
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: empty file (0 bytes)")
+def source_name(source: AudioSource) -> str:
+    """How errors name an audio source: its path, or a file object's ``name`` (``"<audio bytes>"`` without one)."""
+    return str(source) if isinstance(source, (str, Path)) else str(getattr(source, "name", "<audio bytes>"))
+
+
+def _open(source: AudioSource) -> sf.SoundFile:
+    """Open ``source`` for reading, turning every failure into a one-line :class:`AudioError`."""
+    name = source_name(source)
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise AudioError(f"{name}: no such file")
+        if path.is_dir():
+            raise AudioError(f"{name}: is a directory, not an audio file")
+        if path.stat().st_size == 0:
+            raise AudioError(f"{name}: empty file (0 bytes)")
+    else:
+        source.seek(0)  # libsndfile reads a file object from where it stands
+        if not source.read(1):
+            raise AudioError(f"{name}: empty (0 bytes)")
+        source.seek(0)
     try:
         with _native_stderr_silenced():
-            return sf.SoundFile(path)
+            return sf.SoundFile(source)
     except sf.LibsndfileError as error:
         reason = error.error_string.strip()
         if reason.startswith("File does not exist"):  # libsndfile's words when no decoder accepts the data
             reason = "unknown format or corrupt data"
-        raise AudioError(f"{path}: not a readable audio file ({reason})") from None
+        raise AudioError(f"{name}: not a readable audio file ({reason})") from None
     except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as error:
-        raise AudioError(f"{path}: not a readable audio file ({_one_line(error)})") from None
+        raise AudioError(f"{name}: not a readable audio file ({one_line(error)})") from None
 
 
 @contextlib.contextmanager
@@ -75,24 +92,20 @@ def _native_stderr_silenced():
         os.close(saved)
 
 
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
-def _read_mono(file: sf.SoundFile, path: Path, start: int, stop: int) -> torch.Tensor:
+def _read_mono(file: sf.SoundFile, name: str, start: int, stop: int) -> torch.Tensor:
     """Frames ``[start, stop)`` of an open file, channels averaged: float32 ``(stop - start,)``
     (shorter if the file ends early)."""
     try:
         file.seek(start)
         samples = file.read(stop - start, dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, ValueError) as error:
-        raise AudioError(f"{path}: cannot decode audio ({_one_line(error)})") from None
+        raise AudioError(f"{name}: cannot decode audio ({one_line(error)})") from None
     if not np.isfinite(samples).all():
-        raise AudioError(f"{path}: contains NaN/inf samples")
+        raise AudioError(f"{name}: contains NaN/inf samples")
     return torch.from_numpy(samples.mean(axis=1, dtype=np.float32))
 
 
-def _read_segment(file: sf.SoundFile, path: Path, start: int, stop: int, sample_rate: int | None) -> torch.Tensor:
+def _read_segment(file: sf.SoundFile, name: str, start: int, stop: int, sample_rate: int | None) -> torch.Tensor:
     """Frames ``[start, stop)`` (at the file's rate) as mono float32 at ``sample_rate``.
 
     When resampling a segment of a longer file, up to ``_RESAMPLE_CONTEXT_S`` of context on each
@@ -102,86 +115,121 @@ def _read_segment(file: sf.SoundFile, path: Path, start: int, stop: int, sample_
     """
     rate = file.samplerate
     if not sample_rate or sample_rate == rate:
-        return _read_mono(file, path, start, stop)
+        return _read_mono(file, name, start, stop)
     step = rate // math.gcd(rate, sample_rate)  # input frames per whole number of output samples
     context = step * math.ceil(_RESAMPLE_CONTEXT_S * rate / step)
     lo, hi = max(0, start - context), min(file.frames, stop + context)
-    wav = torchaudio.functional.resample(_read_mono(file, path, lo, hi), rate, sample_rate)
+    wav = torchaudio.functional.resample(_read_mono(file, name, lo, hi), rate, sample_rate)
     offset = (start - lo) * sample_rate // rate
     length = -(-(min(stop, file.frames) - start) * sample_rate // rate)  # ceil, as resample does
     return wav[offset : offset + length]
 
 
 def load_audio(
-    path: str | Path, sample_rate: int | None = None, start: float = 0.0, end: float | None = None
+    source: AudioSource, sample_rate: int | None = None, start: float = 0.0, end: float | None = None
 ) -> torch.Tensor:
-    """Read an audio file as mono float32 ``(T,)``, resampled to ``sample_rate`` Hz when given.
+    """Read an audio file (a path or a seekable binary file object) as mono float32 ``(T,)``, resampled
+    to ``sample_rate`` Hz when given.
 
     ``start``/``end`` (seconds) read only that part of the file, so a long recording can be
     processed piece by piece; see also :func:`iter_audio_blocks`. Channels are averaged.
     Raises :class:`AudioError` if the file is missing, empty, undecodable, has no samples in the
     requested range, or contains NaN/inf samples.
     """
-    path = Path(path)
-    with _open(path) as file:
+    name = source_name(source)
+    with _open(source) as file:
         if file.frames == 0:
-            raise AudioError(f"{path}: contains no audio samples")
+            raise AudioError(f"{name}: contains no audio samples")
         first = max(0, round(start * file.samplerate))
         last = file.frames if end is None else min(file.frames, round(end * file.samplerate))
         if first >= last:
             segment = f"{start:g}-{'end' if end is None else f'{end:g}'} s"
-            raise AudioError(f"{path}: no audio in segment {segment} (file is {file.frames / file.samplerate:.2f} s long)")
-        wav = _read_segment(file, path, first, last, sample_rate)
+            raise AudioError(f"{name}: no audio in segment {segment} (file is {file.frames / file.samplerate:.2f} s long)")
+        wav = _read_segment(file, name, first, last, sample_rate)
     if wav.numel() == 0:
-        raise AudioError(f"{path}: contains no audio samples (truncated file?)")
+        raise AudioError(f"{name}: contains no audio samples (truncated file?)")
     return wav
 
 
-def iter_audio_blocks(path: str | Path, block_seconds: float = 30.0, sample_rate: int | None = None) -> Iterator[torch.Tensor]:
+def iter_audio_blocks(source: AudioSource, block_seconds: float = 30.0, sample_rate: int | None = None) -> Iterator[torch.Tensor]:
     """Yield a long file as consecutive mono float32 blocks ``(T_block,)`` of about ``block_seconds``.
 
     Only one block (plus a little resampling context) is in memory at a time; the blocks
-    concatenate to exactly ``load_audio(path, sample_rate)``.
+    concatenate to exactly ``load_audio(source, sample_rate)``.
     """
-    path = Path(path)
-    with _open(path) as file:
+    name = source_name(source)
+    with _open(source) as file:
         if file.frames == 0:
-            raise AudioError(f"{path}: contains no audio samples")
+            raise AudioError(f"{name}: contains no audio samples")
         rate = file.samplerate
         step = rate // math.gcd(rate, sample_rate or rate)
         block = step * max(1, round(block_seconds * rate / step))
         for start in range(0, file.frames, block):
-            yield _read_segment(file, path, start, min(start + block, file.frames), sample_rate)
+            yield _read_segment(file, name, start, min(start + block, file.frames), sample_rate)
 
 
-def audio_info(path: str | Path) -> AudioInfo:
+def audio_info(source: AudioSource) -> AudioInfo:
     """Duration, rate, channels and frame count from the file header, without decoding samples."""
-    with _open(path) as file:
+    with _open(source) as file:
         return AudioInfo(file.frames / file.samplerate, file.samplerate, file.channels, file.frames)
 
 
-def save_audio(path: str | Path, wav: torch.Tensor | np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
-    """Write ``wav`` ``(T,)`` (or ``(T, channels)``), float in [-1, 1], to ``path``.
+# suffixes of the audio files a folder given as input is searched for
+READ_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64"})
+# suffix -> (libsndfile format, subtype) of the files written
+WRITE_FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS"),
+                 "mp3": ("MP3", "MPEG_LAYER_III")}
 
-    The format follows the suffix (``.wav``, ``.flac``, ``.ogg``, ...); WAV and FLAC default to
-    16-bit PCM (samples beyond [-1, 1] are clipped). Parent folders are created.
+
+@contextlib.contextmanager
+def audio_writer(path: str | Path, sample_rate: int, channels: int = 1, large: bool = False) -> Iterator[sf.SoundFile]:
+    """An audio file open for writing, in the format of ``path``'s suffix (:data:`WRITE_FORMATS`;
+    ``"-"``: WAV to stdout). ``large``: may pass 4 GB, so WAV is written as RF64.
+
+    Samples go to a temporary file beside ``path`` that replaces it only once the ``with`` block
+    ends without an error, so an interrupted write (Ctrl-C, a crash) leaves no truncated file and
+    an older file of that name stays intact; for stdout it is copied there at the end. Parent
+    folders are created. A path that cannot be written raises :class:`AudioError`.
     """
-    path = Path(path)
+    to_stdout = str(path) == "-"
+    path = Path(tempfile.gettempdir(), f"speechs2s-stdout-{os.getpid()}.wav") if to_stdout else Path(path)
+    name = "<stdout>" if to_stdout else str(path)
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in WRITE_FORMATS:
+        known = ", ".join(f".{known}" for known in WRITE_FORMATS)
+        raise AudioError(f"{name}: cannot write audio as {path.suffix or 'a file without suffix'!r} (use {known})")
+    file_format, subtype = WRITE_FORMATS[suffix]
+    if large and file_format == "WAV":
+        file_format = "RF64"
+    with replacing(path) as temporary:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_dir():
+                raise IsADirectoryError("is a directory")
+            file = sf.SoundFile(temporary, "w", sample_rate, channels, subtype, format=file_format)
+        except (OSError, sf.SoundFileError, RuntimeError, ValueError) as error:
+            reason = write_error_reason(error) if isinstance(error, OSError) else getattr(error, "error_string", None)
+            raise AudioError(f"{name}: cannot write audio ({(reason or one_line(error)).strip()})") from None
+        with file:
+            yield file
+    if to_stdout:
+        try:
+            with open(path, "rb") as written:
+                shutil.copyfileobj(written, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        finally:
+            path.unlink()
+
+
+def save_audio(path: str | Path, wav: torch.Tensor | np.ndarray, sample_rate: int) -> None:
+    """Write ``wav`` ``(T,)`` (or ``(T, channels)``), float in [-1, 1] (clipped beyond), to ``path``
+    through :func:`audio_writer`: format from the suffix (WAV and FLAC 16-bit PCM, OGG Vorbis, MP3),
+    ``"-"`` for WAV on stdout, parent folders created, written atomically."""
     wav = to_numpy(wav)
     if wav.ndim not in (1, 2):
         raise ValueError(f"save_audio expects (T,) or (T, channels), got shape {wav.shape}")
-    suffix = path.suffix.lower().lstrip(".")
-    if suffix.upper() not in sf.available_formats():
-        raise AudioError(f"{path}: unsupported audio file suffix {path.suffix!r} (use .wav or .flac)")
-    if subtype is None and suffix in ("wav", "flac"):
-        subtype = "PCM_16"
-    if subtype and subtype.startswith("PCM"):
-        wav = np.clip(wav, -1.0, 1.0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        sf.write(path, wav, sample_rate, subtype=subtype)
-    except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as error:
-        raise AudioError(f"{path}: cannot write audio ({_one_line(error)})") from None
+    with audio_writer(path, sample_rate, channels=1 if wav.ndim == 1 else wav.shape[1]) as file:
+        file.write(np.clip(wav, -1.0, 1.0))
 
 
 @dataclass(frozen=True)

@@ -197,39 +197,105 @@ def _load_recognizer(model_name, beam, ctc_weight, lm, lm_weight, length_bonus, 
     return asr, decode
 
 
-@main.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
-@_asr_options
-@click.option("--json", "as_json", is_flag=True, help="Print JSON: per file its text, timed segments, decode time and RTF.")
-def transcribe(files, model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads, as_json):
-    """Transcribe audio FILES (any format soundfile reads; long files are split at silences).
+def _audio_inputs(inputs: tuple[str, ...]) -> list[tuple[object, str | None]]:
+    """Command-line inputs -> ``(audio, output stem)`` pairs: a file as is (stem: its name without
+    suffix), a folder's audio files found recursively (stem: path inside the folder), ``-``: the
+    bytes of stdin (stem ``stdin``); a folder without audio files is a failed :class:`Transcript` (no stem)."""
+    import io
+    from pathlib import Path
 
-    Prints the text for one file, "path<TAB>text" per line for several. A file that cannot be read
-    is reported as ``error: <file>: reason`` on stderr, the others are still transcribed, and the
-    exit code is 1.
+    from speechs2s.asr import Transcript
+    from speechs2s.audio import READ_SUFFIXES
+    from speechs2s.errors import AudioError
+
+    pairs = []
+    for item in inputs:
+        if item == "-":
+            stdin = io.BytesIO(sys.stdin.buffer.read())
+            stdin.name = "<stdin>"
+            pairs.append((stdin, "stdin"))
+        elif Path(item).is_dir():
+            found = sorted(path for path in Path(item).rglob("*") if path.suffix.lower() in READ_SUFFIXES and path.is_file())
+            if not found:
+                reason = f"is a directory without audio files ({', '.join(sorted(READ_SUFFIXES))})"
+                pairs.append((Transcript(item, failure=AudioError(f"{item}: {reason}")), None))
+            pairs += [(str(path), str(path.relative_to(item).with_suffix(""))) for path in found]
+        else:
+            pairs.append((item, Path(item).stem))
+    return pairs
+
+
+def _check_stems(pairs: list[tuple[object, str | None]]) -> None:
+    """Raise when two inputs would write the same transcript files."""
+    first = {}
+    for audio, stem in pairs:
+        if stem is None:
+            continue
+        name = getattr(audio, "name", audio)
+        if first.setdefault(stem, name) != name:
+            raise SpeechS2SError(f"{first[stem]} and {name} would both be written as {stem}.*: "
+                                 f"transcribe them into different --output-dir folders")
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
+@_asr_options
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: per file its text, timed segments and words, decode time and RTF.")
+@click.option("-f", "--output-format", type=click.Choice(["txt", "json", "srt", "vtt", "tsv", "all"]),
+              help="Also write each transcript as a file of this format into --output-dir.")
+@click.option("-o", "--output-dir", type=click.Path(path_type=str),
+              help="Folder for the transcript files (default: the current folder; alone: every format).")
+def transcribe(inputs, model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads, as_json,
+               output_format, output_dir):
+    """Transcribe audio INPUTS: files (any format soundfile reads), folders (their audio files,
+    recursively) or - (audio bytes on stdin). Long files are split at silences.
+
+    Prints the text for one file, "path<TAB>text" per line for several; --output-format writes
+    txt, json (with word times and confidences), srt, vtt or tsv files named after each input.
+    A file that cannot be read is reported as ``error: <file>: reason`` on stderr, the others are
+    still transcribed, and the exit code is 1.
 
     \b
     Example:
       speechs2s transcribe speech.wav
+      speechs2s transcribe recordings/ -f srt -o subtitles/
       speechs2s transcribe *.flac --model exp/librispeech/final --beam 10 --json > out.json
+      curl -s https://example.com/talk.mp3 | speechs2s transcribe - -f all
     """
     import json
+    from pathlib import Path
 
+    from speechs2s.asr import Transcript
+    from speechs2s.transcript_writers import FORMATS, transcript_dict, write_transcript
+    from speechs2s.utils import write_error_reason
+
+    pairs = _audio_inputs(inputs)
+    write_files = bool(output_format or output_dir)
+    if write_files:  # find a bad output folder before transcribing
+        _check_stems(pairs)
+        try:
+            Path(output_dir or ".").mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise SpeechS2SError(f"{output_dir}: cannot create the output folder ({write_error_reason(error)})") from None
+    files = [audio for audio, _ in pairs if not isinstance(audio, Transcript)]
     asr, decode = _load_recognizer(model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads)
-    transcripts = asr.transcribe_files(list(files), decode, progress=len(files) > 1 and sys.stderr.isatty())
+    decoded = iter(asr.transcribe_files(files, decode, progress=len(files) > 1 and sys.stderr.isatty()))
+    transcripts = [audio if isinstance(audio, Transcript) else next(decoded) for audio, _ in pairs]
     for transcript in transcripts:
         if transcript.error:
             click.echo(f"error: {transcript.error}", err=True)
     if as_json:
-        results = [{"file": t.source, "text": t.text, "error": t.error, "duration": round(t.duration, 3),
-                    "decode_seconds": round(t.seconds, 3), "rtf": round(t.rtf, 4),
-                    "segments": [{"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text} for s in t.segments]}
-                   for t in transcripts]
-        click.echo(json.dumps(results, indent=2, ensure_ascii=False))
+        click.echo(json.dumps([transcript_dict(t) for t in transcripts], indent=2, ensure_ascii=False))
     else:
         for transcript in transcripts:
             if not transcript.error:
-                click.echo(transcript.text if len(files) == 1 else f"{transcript.source}\t{transcript.text}")
+                click.echo(transcript.text if len(pairs) == 1 else f"{transcript.source}\t{transcript.text}")
+    if write_files:
+        formats = list(FORMATS) if output_format in (None, "all") else [output_format]
+        for (_, stem), transcript in zip(pairs, transcripts):
+            if not transcript.error:
+                write_transcript(transcript, Path(output_dir or ".") / stem, formats)
     if any(transcript.error for transcript in transcripts):
         sys.exit(1)
 
@@ -330,8 +396,8 @@ def durations(manifest, out, model_name, feature_cache, device, threads):
 @main.command()
 @click.argument("text", required=False)
 @click.option("--file", "text_file", type=click.Path(dir_okay=False, path_type=str), help="Read the text from this UTF-8 file.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str),
-              help="Audio file to write (.wav or .flac, 16-bit).")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=str),
+              help="Audio file to write: .wav, .flac (16-bit), .ogg (Vorbis) or .mp3; - for WAV on stdout.")
 @click.option("--model", "model_name", default="default", show_default=True,
               help="TTS checkpoint folder, training output folder or bundled model name.")
 @click.option("--vocoder", default="griffin-lim", show_default=True, help="griffin-lim or a HiFi-GAN checkpoint folder.")
@@ -342,12 +408,14 @@ def durations(manifest, out, model_name, feature_cache, device, threads):
 def speak(text, text_file, output, model_name, vocoder, plot_alignment, device, threads):
     """Synthesize TEXT (or "-" for stdin, or --file) into the audio file OUTPUT.
 
-    Long text is split into sentences, synthesized in batches and streamed to the file.
+    Long text is split into sentences, synthesized in batches and streamed to the file. The format
+    follows the suffix; folders are created; the file appears only when complete (Ctrl-C leaves none).
 
     \b
     Example:
       speechs2s speak "Hello there. How are you?" -o hello.wav
-      cat book.txt | speechs2s speak - -o book.flac --model exp/ljspeech/final --vocoder exp/hifigan/final
+      cat book.txt | speechs2s speak - -o book/chapter1.mp3 --model exp/ljspeech/final --vocoder exp/hifigan/final
+      speechs2s speak "Hello." -o - | aplay
     """
     from pathlib import Path
 
@@ -367,4 +435,4 @@ def speak(text, text_file, output, model_name, vocoder, plot_alignment, device, 
     set_threads(threads)
     tts = load_tts(model_name, device, vocoder)
     seconds = tts.synthesize_to_file(text, output, plot_alignment=plot_alignment, progress=sys.stderr.isatty())
-    click.echo(f"wrote {seconds:.2f} s of speech to {output}")
+    click.echo(f"wrote {seconds:.2f} s of speech to {'stdout' if output == '-' else output}", err=output == "-")

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
-from speechs2s.audio import FeatureConfig
+from speechs2s.audio import FeatureConfig, audio_writer
 from speechs2s.decode.tts import SynthesisConfig, split_sentences, synthesize_sequences
-from speechs2s.errors import AudioError, TextError
+from speechs2s.errors import TextError
 
 
 @dataclass
@@ -91,19 +90,13 @@ class TTS:
 
     def synthesize_to_file(self, text: str, path: str | Path, plot_alignment: str | Path | None = None,
                            plot_sentences: int = 8, progress: bool = False) -> float:
-        """Stream the speech of ``text`` into an audio file (format from the suffix, 16-bit PCM);
-        returns its duration in seconds. ``plot_alignment``: PNG of the first ``plot_sentences``
-        sentences' alignment. ``progress``: a tqdm bar over sentences on stderr."""
+        """Stream the speech of ``text`` into an audio file (format from the suffix: WAV, FLAC, OGG Vorbis,
+        MP3; ``"-"``: WAV on stdout) through :func:`~speechs2s.audio.audio_writer`, so that the file
+        appears only when complete; returns its duration in seconds. ``plot_alignment``: PNG of the first
+        ``plot_sentences`` sentences' alignment. ``progress``: a tqdm bar over sentences on stderr."""
         from tqdm import tqdm
 
         sentences = self.sentences(text)  # raise TextError before creating the file
-        # A WAV file ends at 4 GB (27 h at 22 kHz); text this long (roughly 9 h of speech) gets RF64.
-        long_wav = Path(path).suffix.lower() == ".wav" and len(text) > 500_000
-        try:
-            out = sf.SoundFile(path, "w", samplerate=self.sample_rate, channels=1, subtype="PCM_16",
-                               format="RF64" if long_wav else None)
-        except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as error:
-            raise AudioError(f"{path}: cannot write audio ({error})") from None
         alignments = []
 
         def wavs():
@@ -112,7 +105,8 @@ class TTS:
                     alignments.append(utterance.alignment.float().cpu())
                 yield utterance.wav
 
-        with out:
+        # A WAV file ends at 4 GB (27 h at 22 kHz); text this long (roughly 9 h of speech) gets RF64.
+        with audio_writer(path, self.sample_rate, large=len(text) > 500_000) as out:
             for piece in self._joined(wavs()):
                 out.write(piece)
             frames = out.frames

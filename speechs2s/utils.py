@@ -1,6 +1,9 @@
-"""Small shared helpers: device and thread selection, tensor -> NumPy."""
+"""Small shared helpers: device and thread selection, tensor -> NumPy, atomic file replacement."""
+import contextlib
 import os
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -70,3 +73,31 @@ def to_numpy(array) -> np.ndarray:
     if isinstance(array, torch.Tensor):
         array = array.detach().float().cpu().numpy()
     return np.asarray(array, dtype=np.float32)
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; it replaces ``path`` in one rename when the
+    ``with`` block ends without an error, and is removed otherwise (an error, Ctrl-C), so ``path``
+    is never seen half-written."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def write_error_reason(error: OSError) -> str:
+    """Why a file could not be written, in a few words (for an ``error:`` line)."""
+    if isinstance(error, FileExistsError):  # creating a folder met a file of that name
+        return f"{error.filename} is not a folder"
+    if isinstance(error, NotADirectoryError) and error.filename:  # ... or a file above it
+        return f"{Path(error.filename).parent} is not a folder"
+    return error.strerror or one_line(error)
+
+
+def one_line(error: Exception) -> str:
+    """An exception's message on one line (its type name when empty)."""
+    return " ".join(str(error).split()) or type(error).__name__

@@ -85,9 +85,7 @@ def _regions(levels: np.ndarray, frame_seconds: float, config: VADConfig) -> lis
         return []
     min_silence = _frames(config.min_silence_seconds, frame_seconds)
     min_speech = _frames(config.min_speech_seconds, frame_seconds)
-    floor = np.percentile(levels, config.floor_percentile)
-    on = max(config.min_level_db, floor + config.on_db)
-    off = max(config.min_level_db, floor + config.off_db)
+    on, off = _threshold(levels, config.on_db, config), _threshold(levels, config.off_db, config)
     regions, start, quiet = [], None, 0
     for i, level in enumerate(levels.tolist()):
         if start is None:
@@ -103,6 +101,18 @@ def _regions(levels: np.ndarray, frame_seconds: float, config: VADConfig) -> lis
     if start is not None:
         regions.append((start, len(levels) - quiet))
     return [(s, e) for s, e in regions if e - s >= min_speech]
+
+
+def _threshold(levels: np.ndarray, above_floor_db: float, config: VADConfig) -> float:
+    """``above_floor_db`` over the noise floor of ``levels`` (dBFS), at least ``min_level_db``."""
+    return max(config.min_level_db, np.percentile(levels, config.floor_percentile) + above_floor_db)
+
+
+def sounding(wav: torch.Tensor, frame_length: int, config: VADConfig = VADConfig()) -> np.ndarray:
+    """Which whole frames of ``frame_length`` samples of ``wav (T,)`` are louder than the level that
+    ends speech (``off_db`` over the noise floor): bool ``(T // frame_length,)``."""
+    levels = frame_levels(wav, frame_length)
+    return levels > _threshold(levels, config.off_db, config) if len(levels) else np.zeros(0, dtype=bool)
 
 
 def _split(levels: np.ndarray, start: int, end: int, longest: int) -> list[tuple[int, int]]:
@@ -129,5 +139,4 @@ def has_speech(wav: torch.Tensor, sample_rate: int, config: VADConfig = VADConfi
     levels = frame_levels(wav, frame_length)
     if len(levels) == 0:
         return False
-    threshold = max(config.min_level_db, np.percentile(levels, config.floor_percentile) + config.presence_db)
-    return int((levels > threshold).sum()) >= _frames(config.min_speech_seconds, frame_length / sample_rate)
+    return int((levels > _threshold(levels, config.presence_db, config)).sum()) >= _frames(config.min_speech_seconds, frame_length / sample_rate)

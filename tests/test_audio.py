@@ -1,3 +1,4 @@
+import io
 import warnings
 
 import librosa
@@ -14,6 +15,7 @@ from speechs2s.audio import (
     FeatureConfig,
     LogMel,
     audio_info,
+    audio_writer,
     compute_stats,
     iter_audio_blocks,
     load_audio,
@@ -169,17 +171,69 @@ def test_truncated_files(tmp_path):
     assert len(load_audio(data_cut)) == 500  # the samples that are there
 
 
-def test_save_audio_round_trip_and_clipping(tmp_path):
+@pytest.mark.parametrize("suffix,file_format,subtype", [("wav", "WAV", "PCM_16"), ("flac", "FLAC", "PCM_16"),
+                                                       ("ogg", "OGG", "VORBIS"), ("mp3", "MP3", "MPEG_LAYER_III")])
+def test_save_audio_format_follows_the_suffix(tmp_path, suffix, file_format, subtype):
     wav = torch.from_numpy(tone(22050)[:, 0])
-    for suffix in ("wav", "flac"):
-        save_audio(tmp_path / "out" / f"x.{suffix}", wav, 22050)
-        info = sf.info(tmp_path / "out" / f"x.{suffix}")
-        assert info.subtype == "PCM_16" and info.samplerate == 22050
-        torch.testing.assert_close(load_audio(tmp_path / "out" / f"x.{suffix}"), wav, atol=1e-4, rtol=0)
+    path = tmp_path / "new" / "folders" / f"x.{suffix.upper()}"  # parents created, suffix case ignored
+    save_audio(path, wav, 22050)
+    info = sf.info(path)
+    assert (info.format, info.subtype, info.samplerate) == (file_format, subtype, 22050)
+    loaded = load_audio(path)
+    if subtype == "PCM_16":
+        torch.testing.assert_close(loaded, wav, atol=1e-4, rtol=0)
+    else:  # lossy: same length within a codec frame, same pitch and loudness
+        assert abs(len(loaded) - len(wav)) < 2000 and abs(peak_hz(loaded, 22050) - 440) < 5
+        assert loaded.square().mean().sqrt().item() == pytest.approx(0.5 / np.sqrt(2), rel=0.15)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_save_audio_clips_and_refuses_what_it_cannot_write(tmp_path):
+    wav = torch.from_numpy(tone(22050)[:, 0])
     save_audio(tmp_path / "loud.wav", np.array([2.0, -3.0, 0.25], np.float32), 8000)
     np.testing.assert_allclose(load_audio(tmp_path / "loud.wav").numpy(), [32767 / 32768, -1.0, 0.25], atol=1e-4)
-    with pytest.raises(AudioError, match=r"x\.xyz: unsupported audio file suffix"):
+    with pytest.raises(AudioError, match=r"x\.xyz: cannot write audio as '\.xyz' \(use \.wav, \.flac, \.ogg, \.mp3\)"):
         save_audio(tmp_path / "x.xyz", wav, 22050)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(AudioError, match=r"file/x\.wav: cannot write audio \(.+\)$"):  # parent is a file
+        save_audio(tmp_path / "file" / "x.wav", wav, 22050)
+    (tmp_path / "folder.wav").mkdir()
+    with pytest.raises(AudioError, match=r"folder\.wav: cannot write audio \(is a directory\)"):
+        save_audio(tmp_path / "folder.wav", wav, 22050)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder.wav", "loud.wav"]
+
+
+def test_interrupted_write_leaves_the_old_file_and_no_partial_one(tmp_path):
+    path = tmp_path / "speech.flac"
+    save_audio(path, tone(16000)[:, 0], 16000)
+    before = path.read_bytes()
+    with pytest.raises(KeyboardInterrupt):
+        with audio_writer(path, 16000) as out:
+            out.write(np.zeros(8000, np.float32))
+            raise KeyboardInterrupt  # Ctrl-C in the middle of a long synthesis
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["speech.flac"]
+    with pytest.raises(KeyboardInterrupt), audio_writer(tmp_path / "new.wav", 16000) as out:
+        out.write(np.zeros(8000, np.float32))
+        raise KeyboardInterrupt
+    assert [p.name for p in tmp_path.iterdir()] == ["speech.flac"]
+
+
+def test_save_audio_to_stdout_and_load_audio_from_bytes(capsysbinary):
+    wav = tone(16000)[:, 0]
+    save_audio("-", wav, 16000)
+    data = capsysbinary.readouterr().out
+    assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+    loaded = load_audio(io.BytesIO(data), 22050)  # also resampled
+    assert len(loaded) == 11025 and abs(peak_hz(loaded, 22050) - 440) < 5
+    stream = io.BytesIO(data)
+    stream.seek(100)  # read from the start wherever the stream stands
+    assert audio_info(stream) == AudioInfo(0.5, 16000, 1, 8000)
+    not_audio = io.BytesIO(b"hello, this is text")
+    not_audio.name = "<stdin>"
+    with pytest.raises(AudioError, match=r"^<stdin>: not a readable audio file"):
+        load_audio(not_audio)
+    with pytest.raises(AudioError, match=r"^<audio bytes>: empty \(0 bytes\)"):
+        load_audio(io.BytesIO())
 
 
 def test_feature_config_round_trip():

@@ -41,7 +41,7 @@ def run_folder(tmp_path_factory):
 
 @pytest.mark.parametrize("args,message", [
     (["transcribe", "x.wav", "--beam", "0"], "Invalid value for '--beam': 0 is not in the range x>=1."),
-    (["transcribe"], "Missing argument 'FILES...'."),
+    (["transcribe"], "Missing argument 'INPUTS...'."),
     (["transcribe", "x.wav", "--bogus"], "No such option '--bogus'"),
     (["speak", "hi", "--file", "x.txt", "-o", "x.wav"], "give the text as an argument"),
     (["nosuch"], "No such command 'nosuch'."),

@@ -23,14 +23,20 @@ def asr():
 def test_default_asr_transcribes_the_bundled_samples(asr):
     samples = sample_transcripts()
     assert samples, "samples/transcripts.tsv lists no samples"
-    hypotheses = asr.transcribe([str(SAMPLES / name) for name, _ in samples])
-    assert hypotheses == [text for _, text in samples]
+    transcripts = asr.transcribe([str(SAMPLES / name) for name, _ in samples])
+    assert [transcript.text for transcript in transcripts] == [text for _, text in samples]
+    # every word is timed inside its file, in order, by the CTC head
+    for transcript in transcripts:
+        assert " ".join(word.text for word in transcript.words) == transcript.text
+        times = [time for word in transcript.words for time in (word.start, word.end)]
+        assert times == sorted(times) and 0 <= times[0] and times[-1] <= transcript.duration
+        assert all(0 < word.confidence <= 1 for word in transcript.words)
 
 
 def test_default_asr_hears_nothing_in_silence(asr):
     import torch
 
-    assert asr.transcribe(torch.zeros(16000 * 3)) == ""
+    assert asr.transcribe(torch.zeros(16000 * 3), sample_rate=16000).text == ""
 
 
 @pytest.mark.parametrize("name", ["default", "tts-transformer"])

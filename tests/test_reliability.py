@@ -6,6 +6,7 @@ stderr and a non-zero exit: never a traceback. The models are tiny and UNTRAINED
 arbitrary); what is tested is the plumbing around them.
 """
 import dataclasses
+import io
 import json
 import os
 import re
@@ -220,13 +221,13 @@ def test_transcribe_python_api(audio_files, asr_checkpoint):
             assert str(error.value).startswith(f"{path}: ") and expected in str(error.value), case
             assert "\n" not in str(error.value)
         else:
-            assert isinstance(asr.transcribe(path), str)
-    assert asr.transcribe(audio_files["silence"][0]) == ""
-    assert asr.transcribe(audio_files["white noise"][0]) == ""
+            assert isinstance(asr.transcribe(path).text, str)
+    assert asr.transcribe(audio_files["silence"][0]).text == ""
+    assert asr.transcribe(audio_files["white noise"][0]).text == ""
     # lossless variants of the same 16-bit clip decode to the same text as the clip itself
-    reference = asr.transcribe(audio_files["8 kHz"][0])
+    reference = asr.transcribe(audio_files["8 kHz"][0]).text
     for case in ("24-bit", "float", "stereo", "FLAC"):
-        assert asr.transcribe(audio_files[case][0]) == reference, case
+        assert asr.transcribe(audio_files[case][0]).text == reference, case
 
 
 def test_transcribe_batch_with_every_bad_file(audio_files, asr_checkpoint):
@@ -439,6 +440,84 @@ def test_speak_ten_thousand_characters(tts_checkpoint, tmp_path):
                             stdin=text, timeout=1800)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert 0 < sf.info(str(out)).frames <= _speech_bound(load_tts(tts_checkpoint, device="cpu"), text)
+
+
+# --- 2b. audio and transcripts in and out anywhere ---------------------------------------------------
+
+
+def test_transcribe_bad_stdin_empty_folder_and_unwritable_output(audio_files, asr_checkpoint, tmp_path):
+    model = ["--model", asr_checkpoint, *GREEDY]
+    result = cli("transcribe", "-", *model, input=b"hello, this is text and not audio")
+    assert assert_one_error_line(result) == "error: <stdin>: not a readable audio file (Format not recognised.)"
+    assert result.stdout == ""
+    assert assert_one_error_line(cli("transcribe", "-", *model, input=b"")) == "error: <stdin>: empty (0 bytes)"
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "sub" / "notes.txt").write_text("no audio here")
+    line = assert_one_error_line(cli("transcribe", tmp_path / "empty", *model))
+    assert line.startswith(f"error: {tmp_path / 'empty'}: is a directory without audio files (.aif, .aiff, ")
+    (tmp_path / "a file").write_text("")
+    good = audio_files["8 kHz"][0]
+    line = assert_one_error_line(cli("transcribe", good, *model, "-o", tmp_path / "a file" / "out"))
+    assert line == f"error: {tmp_path / 'a file' / 'out'}: cannot create the output folder ({tmp_path / 'a file'} is not a folder)"
+    (tmp_path / "other").mkdir()
+    twin = tmp_path / "other" / good.name
+    twin.write_bytes(good.read_bytes())
+    line = assert_one_error_line(cli("transcribe", good, twin, *model, "-f", "txt", "-o", tmp_path / "out"))
+    assert line == f"error: {good} and {twin} would both be written as {good.stem}.*: transcribe them into different --output-dir folders"
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(AudioError, match="^waveform: give its sample rate"):
+        load_asr(asr_checkpoint, device="cpu").transcribe(np.zeros(RATE, np.float32))
+
+
+def test_subtitles_of_a_silent_file_have_no_cues(audio_files, asr_checkpoint, tmp_path):
+    result = cli("transcribe", audio_files["silence"][0], "--model", asr_checkpoint, *GREEDY, "-f", "all", "-o", tmp_path)
+    assert result.exit_code == 0 and result.stdout == "\n", result.output
+    stem = audio_files["silence"][0].stem
+    assert (tmp_path / f"{stem}.srt").read_text() == "" and (tmp_path / f"{stem}.vtt").read_text() == "WEBVTT\n\n"
+    assert json.loads((tmp_path / f"{stem}.json").read_text())["segments"] == []
+
+
+@pytest.mark.parametrize("suffix,file_format", [("ogg", "OGG"), ("mp3", "MP3"), ("flac", "FLAC")])
+def test_speak_writes_the_format_of_the_suffix_into_new_folders(tts_checkpoint, tmp_path, suffix, file_format):
+    out = tmp_path / "new" / "folder" / f"hello.{suffix}"
+    result = cli("speak", "Hello there.", "-o", out, "--model", tts_checkpoint, "--device", "cpu", "--threads", "1")
+    assert result.exit_code == 0 and result.stdout == f"wrote {sf.info(str(out)).duration:.2f} s of speech to {out}\n"
+    assert sf.info(str(out)).format == file_format and [p.name for p in out.parent.iterdir()] == [out.name]
+
+
+def test_speak_to_stdout_and_unwritable_paths(tts_checkpoint, tmp_path):
+    result = cli("speak", "Hello there.", "-o", "-", "--model", tts_checkpoint, "--device", "cpu", "--threads", "1")
+    assert result.exit_code == 0 and result.stderr.startswith("wrote ") and result.stderr.endswith(" s of speech to stdout\n")
+    wav, rate = sf.read(io.BytesIO(result.stdout_bytes))
+    assert rate == 22050 and len(wav) > 0
+    (tmp_path / "a file").write_text("")
+    (tmp_path / "a folder.wav").mkdir()
+    cases = {tmp_path / "a file" / "x.wav": f"cannot write audio ({tmp_path / 'a file'} is not a folder)",
+             tmp_path / "a folder.wav": "cannot write audio (is a directory)",
+             tmp_path / "x.aac": "cannot write audio as '.aac' (use .wav, .flac, .ogg, .mp3)"}
+    for out, reason in cases.items():
+        line = assert_one_error_line(cli("speak", "Hello.", "-o", out, "--model", tts_checkpoint, "--device", "cpu"))
+        assert line == f"error: {out}: {reason}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a file", "a folder.wav"]
+
+
+def test_speak_interrupted_leaves_no_file(tts_checkpoint, tmp_path, monkeypatch):
+    """Ctrl-C after the first sentence: exit 130, no truncated file, an older file of that name intact."""
+    from speechs2s.tts import TTS
+
+    synthesize = TTS._synthesize
+
+    def interrupted(self, sentences):
+        yield next(synthesize(self, sentences))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TTS, "_synthesize", interrupted)
+    out = tmp_path / "speech.wav"
+    result = cli("speak", "One sentence. And another one.", "-o", out, "--model", tts_checkpoint, "--device", "cpu")
+    assert result.exit_code == 130 and not out.exists() and list(tmp_path.iterdir()) == []
+    out.write_bytes(b"older")
+    assert cli("speak", "One. Two.", "-o", out, "--model", tts_checkpoint, "--device", "cpu").exit_code == 130
+    assert out.read_bytes() == b"older" and list(tmp_path.iterdir()) == [out]
 
 
 # --- 3. bad configs and manifests for `train` ---------------------------------------------------------

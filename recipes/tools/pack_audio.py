@@ -9,7 +9,6 @@ taken in a seeded random order, so a pack is a fair sample and the same argument
 """
 import argparse
 import io
-import json
 import random
 import sys
 from pathlib import Path

@@ -94,6 +94,14 @@ def decode(model, features: torch.Tensor, feature_lengths: torch.Tensor, config:
     ``lm``: a language model with the decoding protocol of ``speechs2s.models.lm`` over the same tokens,
     fused into the joint attention/CTC beam search with ``config.lm_weight`` (other modes ignore it)."""
     enc, enc_lengths = model.encode(features, feature_lengths)
+    return decode_encoded(model, enc, enc_lengths, config, eos_id, blank_id, lm)
+
+
+@torch.no_grad()
+def decode_encoded(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: DecodeConfig,
+                   eos_id: int, blank_id: int = 0, lm=None) -> list[list[int]]:
+    """Encoder output ``(B, T', D)`` with lengths ``(B,)`` -> the best token list of each utterance
+    (``lm`` as in :func:`decode`)."""
     weight = search_ctc_weight(model, config.ctc_weight if config.mode == "beam" else 0.5)
     if config.mode == "ctc_greedy" and weight == 0:
         raise ConfigError("decode mode ctc_greedy: this model has no CTC head (use greedy or beam)")

@@ -32,6 +32,7 @@ class Tokenizer:
     (``detokenize``)."""
 
     kind: str
+    word_separators = frozenset(" ")  # symbols between words, part of none
     pad_id = blank_id = 0
     unk_id = 1
     sos_id = eos_id = 2
@@ -73,6 +74,27 @@ class Tokenizer:
     def decode(self, ids) -> str:
         """Ids (list or 1-D tensor) -> text; special ids are skipped."""
         return self.detokenize([self.symbols[i] for i in map(int, ids) if i >= len(SPECIALS)])
+
+    def starts_word(self, symbol: str) -> bool:
+        """Whether ``symbol`` begins a new word even without a separator before it."""
+        return False
+
+    def word_positions(self, ids: list[int]) -> list[list[int]]:
+        """Positions in ``ids`` of each word's tokens, in order (``decode`` of a word's ids is the word);
+        separators and special ids belong to no word."""
+        words, in_word = [], False
+        for position, i in enumerate(ids):
+            if i < len(SPECIALS):
+                continue
+            symbol = self.symbols[i]
+            if symbol in self.word_separators:
+                in_word = False
+                continue
+            if not in_word or self.starts_word(symbol):
+                words.append([])
+            words[-1].append(position)
+            in_word = True
+        return words
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "normalizer": self.normalizer, "symbols": self.symbols}
@@ -201,6 +223,7 @@ class PhonemeTokenizer(Tokenizer):
     """
 
     kind = "phoneme"
+    word_separators = frozenset([WORD_BOUNDARY, *PAUSES])
 
     def __init__(self, normalizer: str = "tts", keep_stress: bool = True, symbols: list[str] | None = None):
         vowels = [v + s for v in VOWELS for s in "012"] if keep_stress else VOWELS
@@ -287,6 +310,9 @@ class BPETokenizer(Tokenizer):
 
     def tokenize(self, text: str) -> list[str]:
         return self.processor.encode(text, out_type=str)
+
+    def starts_word(self, symbol: str) -> bool:
+        return symbol.startswith("\u2581")  # sentencepiece marks a word's first piece with "▁"
 
     def detokenize(self, symbols: list[str]) -> str:
         return self.processor.decode_pieces(symbols)
