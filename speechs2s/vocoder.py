@@ -9,12 +9,12 @@ import torch
 
 from speechs2s.audio import TTS_FEATURES, FeatureConfig
 from speechs2s.errors import ConfigError
-from speechs2s.models.vocoder import GriffinLim, HiFiGAN
+from speechs2s.models.vocoder import GANVocoder, GriffinLim
 
 
 def load_vocoder(name_or_dir: str | Path = "griffin-lim", device: str | torch.device | None = None,
-                 features: FeatureConfig | None = None) -> GriffinLim | HiFiGAN:
-    """``"griffin-lim"`` or a HiFi-GAN checkpoint (directory, training ``out_dir`` or bundled name)
+                 features: FeatureConfig | None = None) -> GriffinLim | GANVocoder:
+    """``"griffin-lim"`` or a GAN vocoder checkpoint (HiFi-GAN or Vocos; directory, training ``out_dir`` or bundled name)
     -> a vocoder on ``device`` (default: CUDA if available), ready for inference.
 
     ``features`` are those of the mels you will feed (default ``TTS_FEATURES``); a HiFi-GAN

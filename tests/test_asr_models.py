@@ -254,5 +254,6 @@ def test_conformer_trains_resumes_exactly_and_transcribes(tmp_path, corpora):
     assert all(torch.equal(resumed[name], full[name]) for name in full)
     model, _, saved = load_checkpoint(final)
     assert isinstance(model, ConformerASR) and saved["model"]["interctc_layers"] == [1]
-    texts = load_asr(final, device="cpu").transcribe([entries[0]["audio"], entries[1]["audio"]], decode=DecodeConfig(beam_size=3))
-    assert len(texts) == 2 and all(isinstance(text, str) for text in texts)
+    transcripts = load_asr(final, device="cpu").transcribe([entries[0]["audio"], entries[1]["audio"]],
+                                                           decode=DecodeConfig(beam_size=3))
+    assert len(transcripts) == 2 and all(isinstance(transcript.text, str) for transcript in transcripts)

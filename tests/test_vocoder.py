@@ -6,7 +6,7 @@ from speechs2s.checkpoint import save_checkpoint
 from speechs2s.errors import ConfigError
 from speechs2s.metrics import mel_cepstral_distortion
 from speechs2s.models import build_model
-from speechs2s.models.vocoder import HIFIGAN_PRESETS, GriffinLim, HiFiGAN, HiFiGANConfig
+from speechs2s.models.vocoder import HIFIGAN_PRESETS, VOCOS_PRESETS, GriffinLim, HiFiGAN, HiFiGANConfig, Vocos, VocosConfig
 from speechs2s.vocoder import load_vocoder
 
 HOP = TTS_FEATURES.hop_length
@@ -22,6 +22,11 @@ def speech(corpora) -> torch.Tensor:
 def tiny_hifigan(seed: int = 0) -> HiFiGAN:
     torch.manual_seed(seed)
     return HiFiGAN(HiFiGANConfig(**HIFIGAN_PRESETS["tiny"]))
+
+
+def tiny_vocos(seed: int = 0) -> Vocos:
+    torch.manual_seed(seed)
+    return Vocos(VocosConfig(**VOCOS_PRESETS["tiny"]))
 
 
 def test_griffin_lim_reconstructs_real_speech(speech):
@@ -60,6 +65,16 @@ def test_hifigan_output_length():
     assert model.generate(mel.expand(3, -1, -1)).shape == (3, 20 * HOP)
 
 
+def test_vocos_output_length_and_config():
+    model = tiny_vocos()
+    mel = torch.randn(20, 80) - 5
+    assert model.generate(mel).shape == (19 * HOP,)  # frame i centred on sample i * hop, as LogMel's
+    assert model.generate(mel.expand(3, -1, -1)).shape == (3, 19 * HOP)
+    assert isinstance(build_model("vocos", VOCOS_PRESETS["tiny"]), Vocos)
+    with pytest.raises(ConfigError, match="kernel_size"):
+        VocosConfig(kernel_size=8)
+
+
 def test_hifigan_config_is_checked():
     with pytest.raises(ConfigError, match="upsample_rates"):
         HiFiGANConfig(upsample_rates=[8, 8, 2])
@@ -94,8 +109,9 @@ def test_hifigan_single_loss_separates_generator_and_discriminator_gradients(spe
         torch.testing.assert_close(total, own)
 
 
-def test_hifigan_training_steps_reduce_mel_loss(speech):
-    model = tiny_hifigan()
+@pytest.mark.parametrize("make", [tiny_hifigan, tiny_vocos])
+def test_training_steps_reduce_mel_loss(speech, make):
+    model = make()
     wav = speech[22050:22050 + 32 * HOP][None]
     batch = {"wavs": wav, "mels": model.log_mel(wav)[:, :32]}
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4, betas=(0.8, 0.99))
@@ -106,9 +122,13 @@ def test_hifigan_training_steps_reduce_mel_loss(speech):
         out["loss"].backward()
         optimizer.step()
         history.append(out["mel_l1"].item())
-    print("hifigan tiny mel L1:", [round(x, 2) for x in history])
+    print(f"{type(model).__name__} tiny mel L1:", [round(x, 2) for x in history])
     assert all(torch.isfinite(v) for v in out.values())
-    assert history[-1] < 0.6 * history[0]  # measured 4.2 -> 1.7
+    assert history[-1] < 0.6 * history[0]  # measured 4.2 -> 1.8 (HiFi-GAN), 3.9 -> 1.8 (Vocos)
+    model.eval()  # validation compares the mel L1 alone, not the GAN's balance of losses
+    with torch.no_grad():
+        evaluated = model(batch)
+    assert set(evaluated) == {"loss", "mel_l1"} and evaluated["loss"] == evaluated["mel_l1"]
 
 
 def test_hifigan_validation_extras(speech):
@@ -134,3 +154,39 @@ def test_load_vocoder_round_trip(tmp_path):
     torch.testing.assert_close(vocoder.generate(mel), expected, atol=1e-5, rtol=1e-4)
     with pytest.raises(ConfigError, match="features"):
         load_vocoder(tmp_path / "vocoder", "cpu", features=FeatureConfig(sample_rate=16000))
+
+
+def test_gan_vocoder_trains_with_an_optimizer_per_network(corpora, tmp_path):
+    """Generator and discriminator get their own optimizer, schedule and clipping (optim.groups); validation
+    (hence best/ and keep-best) compares the mel L1 alone."""
+    from speechs2s.checkpoint import load_train_state, read_config
+    from speechs2s.data.corpora import import_ljspeech
+    from speechs2s.data.manifest import write_manifest
+    from speechs2s.train.config import load_config
+    from speechs2s.train.trainer import train
+
+    entries = import_ljspeech(corpora / "joe-lj" / "dev")
+    write_manifest(tmp_path / "train.jsonl", entries[:4])
+    write_manifest(tmp_path / "valid.jsonl", entries[4:6])
+    options = ", ".join(f"{key}: {value}" for key, value in VOCOS_PRESETS["tiny"].items())
+    (tmp_path / "vocos.yaml").write_text(f"""
+model: {{name: vocos, options: {{{options}}}}}
+data: {{train: {tmp_path}/train.jsonl, valid: {tmp_path}/valid.jsonl, max_frames: 64, num_workers: 0, feature_stats: false}}
+optim: {{lr: 2.0e-4, betas: [0.8, 0.99], warmup_steps: 1, schedule: constant,
+        groups: {{discriminator: {{lr: 1.0e-4, grad_clip: 50.0}}}}}}
+trainer: {{max_steps: 3, valid_every: 3, ckpt_every: 3, log_every: 1, average_last: 1, out_dir: {tmp_path}/exp}}
+""")
+    with pytest.raises(ConfigError, match=r"optim.groups.discriminator.lrr: unknown key \(did you mean"):
+        load_config(tmp_path / "vocos.yaml", ["optim.groups.discriminator.lrr=1.0"])
+    with pytest.raises(ConfigError, match="optim.groups: critic is not a parameter group of this model"):
+        train(load_config(tmp_path / "vocos.yaml", ["optim.groups.critic.lr=1.0", f"trainer.out_dir={tmp_path}/bad"]))
+
+    final = train(load_config(tmp_path / "vocos.yaml"))
+    state = load_train_state(tmp_path / "exp" / "checkpoints" / "step-000003")
+    assert set(state["optimizer"]) == {"generator", "discriminator"}
+    lrs = {name: optimizer["param_groups"][0]["lr"] for name, optimizer in state["optimizer"].items()}
+    assert lrs == {"generator": pytest.approx(2e-4), "discriminator": pytest.approx(1e-4)}
+    assert read_config(final)["model"]["name"] == "vocos"
+    assert isinstance(load_vocoder(final, "cpu"), Vocos)
+    best = (tmp_path / "exp" / "best" / "metrics.json").read_text()
+    assert '"loss"' in best and '"mel_l1"' in best and "loss_d" not in best

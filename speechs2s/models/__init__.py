@@ -28,7 +28,7 @@ from speechs2s.models.lm import LSTMLM, LSTMLMConfig
 from speechs2s.models.tts_fastspeech import FastSpeech, FastSpeechConfig
 from speechs2s.models.tts_tacotron import Tacotron2, Tacotron2Config
 from speechs2s.models.tts_transformer import TransformerTTS, TransformerTTSConfig
-from speechs2s.models.vocoder import HIFIGAN_PRESETS, HiFiGAN, HiFiGANConfig
+from speechs2s.models.vocoder import HIFIGAN_PRESETS, VOCOS_PRESETS, HiFiGAN, HiFiGANConfig, Vocos, VocosConfig
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,7 @@ MODELS = {spec.name: spec for spec in [
     ModelSpec("tacotron2", TTS, Tacotron2, Tacotron2Config),
     ModelSpec("fastspeech", TTS, FastSpeech, FastSpeechConfig, entry_keys=("durations",)),
     ModelSpec("hifigan", VOCODER, HiFiGAN, HiFiGANConfig, HIFIGAN_PRESETS),
+    ModelSpec("vocos", VOCODER, Vocos, VocosConfig, VOCOS_PRESETS),
     ModelSpec("lstm_lm", LM, LSTMLM, LSTMLMConfig),
 ]}
 

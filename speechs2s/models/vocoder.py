@@ -1,16 +1,20 @@
 """Vocoders: log-mel ``(frames, M)`` -> waveform ``(T,)``.
 
-Both vocoders expect the mels of :class:`speechs2s.audio.LogMel` with the features they were
+All vocoders expect the mels of :class:`speechs2s.audio.LogMel` with the features they were
 built for (by default ``TTS_FEATURES``: 22,050 Hz, n_fft 1024, hop 256, 80 slaney mels,
 0-8000 Hz, natural log of the power mel clamped at 1e-5), and share one inference interface:
 ``vocoder.generate(mel) -> wav`` for ``mel (frames, M)`` or ``(B, frames, M)``, plus the
 ``sample_rate`` and ``hop_length`` attributes.
 
 - :class:`GriffinLim`: no training, runs anywhere; robotic but intelligible.
-- :class:`HiFiGAN` (Kong et al., 2020): generator + multi-period and multi-scale
-  discriminators. ``forward(batch)`` returns generator and discriminator losses summed into one
-  loss whose single backward gives each network only its own gradients, so the usual
-  one-optimizer trainer trains the GAN (see :meth:`HiFiGAN.forward`).
+- :class:`HiFiGAN` (Kong et al., 2020): a generator that upsamples to the sample rate with transposed
+  convolutions; :class:`Vocos` (Siuzdak, 2023): a generator that predicts an STFT at frame rate and
+  inverts it (:mod:`speechs2s.models.vocos`), far cheaper on a CPU. Both train as a GAN
+  (:class:`GANVocoder`) against multi-period and multi-scale discriminators. ``forward(batch)``
+  returns generator and discriminator losses whose single backward gives each network only its own
+  gradients; ``parameter_groups()`` names the two networks, so the trainer gives each its own
+  optimizer, schedule and clipping (``optim.groups``). In eval mode ``forward`` returns the mel L1
+  alone as ``loss``: checkpoints are chosen on how close the audio is, not on a GAN's balance.
 """
 import math
 from dataclasses import dataclass, field
@@ -23,6 +27,7 @@ from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
 from speechs2s.audio import TTS_FEATURES, FeatureConfig, LogMel, mel_to_linear
 from speechs2s.errors import ConfigError
+from speechs2s.models.vocos import VocosGenerator
 
 LRELU_SLOPE = 0.1
 
@@ -125,22 +130,14 @@ class GriffinLim(nn.Module):
 
 
 @dataclass
-class HiFiGANConfig:
-    """HiFi-GAN hyper-parameters; the defaults are the paper's V1 (13.9 M generator weights).
-
-    ``features`` are the mel features (a :class:`FeatureConfig` dict) the vocoder reads and its
-    mel loss uses; ``prod(upsample_rates)`` must equal their ``hop_length``.
-    ``discriminator_channels`` is the widest discriminator layer (1024 in the paper); the
-    other layers scale with it.
-    """
+class GANVocoderConfig:
+    """What every GAN vocoder has: the mel ``features`` it reads and its mel loss uses (a
+    :class:`FeatureConfig` dict), the discriminators (``periods`` of the multi-period one, ``n_scales``
+    of the multi-scale one, ``discriminator_channels`` their widest layer, 1024 in HiFi-GAN's paper) and
+    the generator's loss weights."""
 
     n_mels: int = 80
     features: dict = field(default_factory=TTS_FEATURES.to_dict)
-    upsample_initial_channel: int = 512
-    upsample_rates: list[int] = field(default_factory=lambda: [8, 8, 2, 2])
-    upsample_kernel_sizes: list[int] = field(default_factory=lambda: [16, 16, 4, 4])
-    resblock_kernel_sizes: list[int] = field(default_factory=lambda: [3, 7, 11])
-    resblock_dilations: list[list[int]] = field(default_factory=lambda: [[1, 3, 5], [1, 3, 5], [1, 3, 5]])
     periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
     n_scales: int = 3
     discriminator_channels: int = 1024
@@ -151,6 +148,22 @@ class HiFiGANConfig:
         features = FeatureConfig.from_dict(self.features)
         if features.n_mels != self.n_mels:
             raise ConfigError(f"model.n_mels: {self.n_mels} but model.features.n_mels is {features.n_mels}")
+
+
+@dataclass
+class HiFiGANConfig(GANVocoderConfig):
+    """HiFi-GAN generator; the defaults are the paper's V1 (13.9 M generator weights).
+    ``prod(upsample_rates)`` must equal the features' ``hop_length``."""
+
+    upsample_initial_channel: int = 512
+    upsample_rates: list[int] = field(default_factory=lambda: [8, 8, 2, 2])
+    upsample_kernel_sizes: list[int] = field(default_factory=lambda: [16, 16, 4, 4])
+    resblock_kernel_sizes: list[int] = field(default_factory=lambda: [3, 7, 11])
+    resblock_dilations: list[list[int]] = field(default_factory=lambda: [[1, 3, 5], [1, 3, 5], [1, 3, 5]])
+
+    def __post_init__(self):
+        super().__post_init__()
+        features = FeatureConfig.from_dict(self.features)
         if math.prod(self.upsample_rates) != features.hop_length:
             raise ConfigError(f"model.upsample_rates: product {math.prod(self.upsample_rates)} "
                               f"must equal the hop length {features.hop_length}")
@@ -166,6 +179,30 @@ HIFIGAN_PRESETS = {
     # 0.41 M weights in all (0.13 M generator): a step on one 8192-sample segment takes ~0.3 s on one CPU core.
     "tiny": dict(upsample_initial_channel=64, upsample_rates=[8, 8, 4], upsample_kernel_sizes=[16, 16, 8],
                  resblock_kernel_sizes=[3, 7], resblock_dilations=[[1, 3], [1, 3]], discriminator_channels=64),
+}
+
+
+@dataclass
+class VocosConfig(GANVocoderConfig):
+    """Vocos generator (:class:`speechs2s.models.vocos.VocosGenerator`): ``layers`` ConvNeXt blocks of
+    ``channels`` (pointwise ``hidden``) at frame rate; the inverse STFT uses the features' ``n_fft`` and
+    ``hop_length``. The defaults are the paper's (13.5 M generator weights)."""
+
+    channels: int = 512
+    hidden: int = 1536
+    layers: int = 8
+    kernel_size: int = 7
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.kernel_size % 2 == 0:
+            raise ConfigError(f"model.kernel_size: must be odd, got {self.kernel_size}")
+
+
+VOCOS_PRESETS = {
+    "base": {},
+    # 2.8 M generator weights; discriminators as HiFi-GAN's tiny preset: trains on a CPU
+    "tiny": dict(channels=256, hidden=768, layers=6, discriminator_channels=64),
 }
 
 
@@ -276,7 +313,7 @@ class Discriminator(nn.Module):
     """Multi-period + multi-scale discriminators: ``wav (B, T)`` -> one ``(logits, feature maps)``
     pair per sub-discriminator."""
 
-    def __init__(self, config: HiFiGANConfig):
+    def __init__(self, config: GANVocoderConfig):
         super().__init__()
         width = config.discriminator_channels
         self.discriminators = nn.ModuleList(
@@ -305,37 +342,46 @@ def feature_matching_loss(real_outputs, fake_outputs) -> torch.Tensor:
                for real, fake in zip(real_maps, fake_maps))
 
 
-class HiFiGAN(nn.Module):
-    """HiFi-GAN vocoder: ``generate(mel (frames, M)) -> wav (frames * hop,)``.
+class GANVocoder(nn.Module):
+    """A vocoder trained as a GAN: ``generate(mel (frames, M)) -> wav (T,)``; subclasses build
+    ``self.generator`` (``mel (B, M, frames) -> wav (B, 1, T)``).
 
     Training batch: ``{"wavs": (B, S) in [-1, 1], "mels": (B, frames, M)}`` (mels of the wavs, or
     of a TTS model's teacher-forced output for fine-tuning; the mel-loss target is always
     recomputed from ``wavs``). The generated audio and ``wavs`` are cut to the shorter of the two,
-    so both ``S = frames * hop`` and the centred STFT's ``frames = S // hop + 1`` work.
+    so generators of ``frames * hop`` and of ``(frames - 1) * hop`` samples both fit.
     """
 
-    def __init__(self, config: HiFiGANConfig):
+    def __init__(self, config: GANVocoderConfig, generator: nn.Module):
         super().__init__()
         self.config = config
         self.features = FeatureConfig.from_dict(config.features)
         self.sample_rate = self.features.sample_rate
         self.hop_length = self.features.hop_length
-        self.generator = Generator(config)
+        self.generator = generator
         self.discriminator = Discriminator(config)
         self.log_mel = LogMel(self.features)
 
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The two networks, each with its own optimizer, schedule and clipping in the trainer."""
+        return {"generator": list(self.generator.parameters()), "discriminator": list(self.discriminator.parameters())}
+
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        """GAN losses summed into one ``loss`` whose backward updates each network only by its
-        own objective, so one optimizer step is a simultaneous G and D step:
+        """Training: the GAN losses summed into one ``loss`` whose backward gives each network only the
+        gradients of its own objective (the trainer then steps each with its own optimizer):
 
         - the discriminator loss sees ``fake.detach()``: no gradient reaches the generator;
         - the generator's adversarial and feature-matching losses run the discriminator with
           detached parameters (``functional_call``): no gradient reaches the discriminator.
-        """
+
+        Eval mode: ``loss`` is the mel L1 of the generated audio (what validation compares)."""
         real = batch["wavs"]
         fake = self.generator(batch["mels"].transpose(1, 2)).squeeze(1)
         length = min(real.size(-1), fake.size(-1))
         real, fake = real[:, :length], fake[:, :length]
+        if not self.training:
+            mel_l1 = self.mel_l1(fake, real)
+            return dict(loss=mel_l1, mel_l1=mel_l1)
 
         real_outputs = self.discriminator(real)
         loss_d = discriminator_loss(real_outputs, self.discriminator(fake.detach()))
@@ -361,20 +407,22 @@ class HiFiGAN(nn.Module):
         """Mel L1 of the first item's generated audio, and its mel next to the real one."""
         from speechs2s.plots import plot_mels
 
-        real = batch["wavs"][:1]
-        fake = self.generator(batch["mels"][:1].transpose(1, 2)).squeeze(1)[:, :real.size(-1)]
+        fake = self.generator(batch["mels"][:1].transpose(1, 2)).squeeze(1)
+        length = min(fake.size(-1), batch["wavs"].size(-1))
+        real, fake = batch["wavs"][:1, :length], fake[:, :length]
         real_mel, fake_mel = self.log_mel(real)[0], self.log_mel(fake)[0]
         figure = plot_mels({"real": real_mel, "generated": fake_mel})
         return {"mel_l1_generated": (real_mel - fake_mel).abs().mean().item()}, {"mels": figure}
 
     @torch.inference_mode()
     def generate(self, mel: torch.Tensor) -> torch.Tensor:
-        """``mel (frames, M) | (B, frames, M)`` -> ``wav (frames * hop,) | (B, frames * hop)``."""
+        """``mel (frames, M) | (B, frames, M)`` -> ``wav (T,) | (B, T)``, ``T = frames * hop`` (HiFi-GAN)
+        or ``(frames - 1) * hop`` (Vocos)."""
         mel, unbatched = _batched(mel)
         wav = self.generator(mel.transpose(1, 2)).squeeze(1)
         return wav[0] if unbatched else wav
 
-    def for_inference(self) -> "HiFiGAN":
+    def for_inference(self) -> "GANVocoder":
         """Fold weight norm into the generator's weights, drop the discriminators, switch to eval.
         Irreversible: the result can generate but no longer train or load training checkpoints."""
         for module in self.generator.modules():
@@ -382,4 +430,20 @@ class HiFiGAN(nn.Module):
                 parametrize.remove_parametrizations(module, "weight")
         del self.discriminator
         return self.eval()
+
+
+class HiFiGAN(GANVocoder):
+    """HiFi-GAN vocoder: ``generate(mel (frames, M)) -> wav (frames * hop,)``."""
+
+    def __init__(self, config: HiFiGANConfig):
+        super().__init__(config, Generator(config))
+
+
+class Vocos(GANVocoder):
+    """Vocos vocoder: ``generate(mel (frames, M)) -> wav ((frames - 1) * hop,)``."""
+
+    def __init__(self, config: VocosConfig):
+        features = FeatureConfig.from_dict(config.features)
+        super().__init__(config, VocosGenerator(config.n_mels, features.n_fft, features.hop_length, config.channels,
+                                                config.hidden, config.layers, config.kernel_size))
 

@@ -71,10 +71,20 @@ class OptimSection:
     schedule: Literal["noam", "cosine", "constant"] = "noam"
     grad_clip: float = 5.0  # max global grad norm; 0 disables clipping (the norm is still logged)
     accum_steps: int = 1  # micro-batches per optimizer step
+    # per parameter group of a model that names them (a GAN vocoder: generator, discriminator), overrides of
+    # lr, betas, weight_decay, warmup_steps, schedule, grad_clip; each group has its own optimizer, e.g.
+    # {discriminator: {lr: 2.0e-4, grad_clip: 10.0}}
+    groups: dict = field(default_factory=dict)
 
     def __post_init__(self):
         _require_positive(self, "optim", ["lr", "accum_steps"])
         _require_positive(self, "optim", ["warmup_steps", "weight_decay", "grad_clip"], allow_zero=True)
+        for name, overrides in self.groups.items():  # each group's settings are checked as the section's own
+            if not isinstance(overrides, dict) or set(overrides) & {"groups", "accum_steps"}:
+                raise ConfigError(f"optim.groups.{name}: expected overrides of lr, betas, weight_decay, warmup_steps, "
+                                  f"schedule or grad_clip, got {overrides!r}")
+            group = _build(OptimSection, overrides, f"optim.groups.{name}.")
+            self.groups[name] = {key: getattr(group, key) for key in overrides}
 
 
 @dataclass

@@ -200,10 +200,14 @@ class Trainer:
         if self.world_size > 1:
             device_ids = [self.device] if self.device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(self.module, device_ids=device_ids)
-        optim = config.optim
-        self.optimizer = torch.optim.AdamW(self.module.parameters(), lr=optim.lr, betas=tuple(optim.betas),
-                                           weight_decay=optim.weight_decay)
-        self.scheduler = build_scheduler(self.optimizer, optim.schedule, optim.warmup_steps, config.trainer.max_steps)
+        self.optimizers, self.schedulers, self.grad_clips = {}, {}, {}
+        for name, params in parameter_groups(self.module, config.optim).items():
+            optim = dataclasses.replace(config.optim, **config.optim.groups.get(name, {}))
+            self.optimizers[name] = torch.optim.AdamW(params, lr=optim.lr, betas=tuple(optim.betas),
+                                                      weight_decay=optim.weight_decay)
+            self.schedulers[name] = build_scheduler(self.optimizers[name], optim.schedule, optim.warmup_steps,
+                                                    config.trainer.max_steps)
+            self.grad_clips[name] = optim.grad_clip if optim.grad_clip > 0 else math.inf
         self.amp_dtype = amp_dtype(config.trainer.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
@@ -315,7 +319,8 @@ class Trainer:
         """One optimizer step over ``accum_steps`` batches. Returns the step's logged values (None
         if skipped for a non-finite loss or gradient) and whether any rank was asked to stop."""
         accum = self.config.optim.accum_steps
-        self.optimizer.zero_grad(set_to_none=True)
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
         totals: dict[str, torch.Tensor] = {}
         for micro in range(accum):
             batch = next(batches)
@@ -338,15 +343,21 @@ class Trainer:
         *means, stop_votes = shared.tolist()
         values = dict(zip(keys, means, strict=True))
 
-        self.scaler.unscale_(self.optimizer)
-        clip = self.config.optim.grad_clip
-        grad_norm = float(nn.utils.clip_grad_norm_(self.module.parameters(), clip if clip > 0 else math.inf))
+        grad_norms = {}
+        for name, optimizer in self.optimizers.items():  # each group clipped on its own norm
+            self.scaler.unscale_(optimizer)
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            grad_norms[name] = float(nn.utils.clip_grad_norm_(params, self.grad_clips[name]))
+        grad_norm = math.sqrt(sum(norm ** 2 for norm in grad_norms.values()))
         if math.isfinite(values["loss"]) and math.isfinite(grad_norm):
-            self.scaler.step(self.optimizer)
-            self.scheduler.step()
+            for name, optimizer in self.optimizers.items():
+                self.scaler.step(optimizer)
+                self.schedulers[name].step()
             self.step += 1
             self.consecutive_skips = 0
             values["grad_norm"] = grad_norm
+            if len(grad_norms) > 1:
+                values |= {f"grad_norm_{name}": norm for name, norm in grad_norms.items()}
         else:
             self.skipped_steps += 1
             self.consecutive_skips += 1
@@ -423,7 +434,8 @@ class Trainer:
             "step": self.step, "epoch": self.epoch, "position": self.position,
             "skipped_steps": self.skipped_steps, "skipped_batches": self.skipped_batches,
             "best_loss": self.best_loss, "valid_losses": self.valid_losses,
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "optimizer": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
+            "scheduler": {name: scheduler.state_dict() for name, scheduler in self.schedulers.items()},
             "scaler": self.scaler.state_dict(), "rng": rngs,
         }
         metrics = {"step": self.step, "valid_loss": self.valid_losses.get(name)}
@@ -445,8 +457,11 @@ class Trainer:
         except RuntimeError as error:
             raise CheckpointError(f"{path}: weights do not match this model: {str(error).splitlines()[0]}") from None
         state = load_train_state(path)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        if "param_groups" in state["optimizer"]:  # saved before parameter groups: one optimizer
+            state["optimizer"], state["scheduler"] = {"all": state["optimizer"]}, {"all": state["scheduler"]}
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizer"][name])
+            self.schedulers[name].load_state_dict(state["scheduler"][name])
         self.scaler.load_state_dict(state["scaler"])
         for key in ("step", "epoch", "position", "skipped_steps", "skipped_batches", "best_loss", "valid_losses"):
             setattr(self, key, state[key])
@@ -506,7 +521,9 @@ class Trainer:
             return
         now = time.perf_counter()
         scalars = {key: total / self.window_steps for key, total in self.window.items()}
-        scalars |= {"lr": self.scheduler.get_last_lr()[0], "skipped_steps": self.skipped_steps,
+        scalars |= {"lr" if name == "all" else f"lr_{name}": scheduler.get_last_lr()[0]
+                    for name, scheduler in self.schedulers.items()}
+        scalars |= {"skipped_steps": self.skipped_steps,
                     "steps_per_second": self.window_steps / (now - self.window_start)}
         if self.scaler.is_enabled():
             scalars["loss_scale"] = self.scaler.get_scale()
@@ -535,6 +552,18 @@ class Placement:
     rank: int
     world_size: int
     device: torch.device
+
+
+def parameter_groups(model: nn.Module, optim) -> dict[str, list[nn.Parameter]]:
+    """The model's named parameter groups (``model.parameter_groups()``, e.g. a GAN's generator and
+    discriminator), each trained by its own optimizer with ``optim.groups[name]`` overrides; else one
+    group, ``"all"``."""
+    groups = model.parameter_groups() if hasattr(model, "parameter_groups") else {"all": list(model.parameters())}
+    unknown = sorted(set(optim.groups) - set(groups))
+    if unknown:
+        raise ConfigError(f"optim.groups: {', '.join(unknown)} is not a parameter group of this model "
+                          f"(it has {', '.join(groups)})")
+    return groups
 
 
 def setup_distributed(device_name: str | None) -> Placement:
