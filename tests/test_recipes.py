@@ -382,3 +382,32 @@ def test_joe_lj_synthesis_is_real_and_resumable(tmp_path):
     joe_lj.main(["synthesize", str(corpus), "--jobs", "1"])  # resumes: only the missing file is made
     assert made[0].is_file() and {path: path.stat().st_mtime_ns for path in made[1:]} == kept
     assert not list(corpus.rglob("*.part.ogg"))
+
+
+def test_joe_asr_lm_stages(corpora, tmp_path):
+    """Stages 4-6 of the joe ASR recipe with the bundled asr-default as stage 2's model: LM text without the
+    reserved chapters, an LM trained with that model's tokenizer, its weight tuned on one half of dev and
+    scored with and without it on the other."""
+    from speechs2s.checkpoint import resolve_checkpoint
+    from speechs2s.data.corpora import import_ljspeech
+    from speechs2s.data.manifest import write_manifest
+
+    data = tmp_path / "corpora"
+    (data / "lj-text").mkdir(parents=True)
+    (data / "lj-text" / "metadata.csv").write_text(
+        "LJ001-0001|Reserved.|Reserved for evaluation.\nLJ004-0001|The prison.|The prison of Newgate.\n"
+        "LJ004-0002|A cell.|A cell in the prison.\n")
+    (tmp_path / "more.txt").write_text("The cat sat on the mat.\nThe prison of Newgate.\n")
+    write_manifest(tmp_path / "data/dev.jsonl", import_ljspeech(corpora / "joe-lj" / "dev")[:2])
+    result = run_recipe(REPO / "recipes" / "joe" / "asr" / "run.sh", "--stage", "4", "--data", str(data),
+                        "--lm-text", str(tmp_path / "more.txt"), "--manifests", str(tmp_path / "data"),
+                        "--exp", str(resolve_checkpoint("asr-default")), "--lm-exp", str(tmp_path / "lm"),
+                        "--overrides", "trainer.max_steps=2 trainer.device=cpu trainer.valid_every=2 trainer.ckpt_every=2")
+    assert result.returncode == 0, result.stderr
+    sentences = (tmp_path / "data/lm_train.txt").read_text().splitlines()
+    assert sentences == ["The prison of Newgate.", "A cell in the prison.", "The cat sat on the mat."]  # deduplicated
+    assert (tmp_path / "lm/final/fusion.json").is_file()
+    assert {p.name for p in (tmp_path / "lm").glob("results_*")} == {
+        "results_lm_tuning.txt", "results_dev_test_lm.txt", "results_dev_test_lm.tsv",
+        "results_dev_test_no_lm.txt", "results_dev_test_no_lm.tsv"}  # beside the LM, never in the ASR model's folder
+    assert "best: lm_weight" in result.stdout and result.stdout.count("WER") >= 3
