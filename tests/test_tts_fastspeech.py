@@ -161,6 +161,13 @@ trainer: {{max_steps: 2, valid_every: 2, ckpt_every: 2, log_every: 1, out_dir: {
     result = runner.invoke(main, ["train", str(config), "--set", f"data.train={tmp_path}/plain.jsonl",
                                   "--set", f"trainer.out_dir={tmp_path}/exp2"])
     assert result.exit_code == 1 and "have no 'durations'" in result.output and "Traceback" not in result.output
+    # another reduction factor than the teacher's: its mel projection would not fit -> one error line, or fresh on request
+    r2 = ["--set", "model.options.reduction_factor=2", "--set", f"trainer.out_dir={tmp_path}/exp3"]
+    result = runner.invoke(main, ["train", str(config), *r2])
+    assert result.exit_code == 1 and "have another shape in this fastspeech model" in result.stderr
+    assert "trainer.init_from_partial=true" in result.stderr and not (tmp_path / "exp3" / "last").exists()
+    result = runner.invoke(main, ["train", str(config), *r2, "--set", "trainer.init_from_partial=true"])
+    assert result.exit_code == 0 and "of another shape start fresh" in result.stderr
 
 
 def test_durations_errors_are_one_line(tmp_path):

@@ -168,8 +168,12 @@ tts_stages() {
       [ -e "$manifests/${name}_durations.jsonl" ] || \
         speechs2s durations "$manifests/$name.jsonl" "$manifests/${name}_durations.jsonl" --model "$exp"
     done
+    local teacher_r  # FastSpeech starts from $exp's encoder, postnet and mel projection: same frames per step
+    teacher_r=$(python -c 'import sys; from speechs2s.checkpoint import read_config, resolve_checkpoint
+print(read_config(resolve_checkpoint(sys.argv[1]))["model"]["reduction_factor"])' "$exp")
     train_model "$fastspeech_config" "$fastspeech_exp" --set "data.train=$manifests/train_durations.jsonl" \
-      --set "data.valid=$manifests/valid_durations.jsonl" --set "trainer.init_from=$exp"
+      --set "data.valid=$manifests/valid_durations.jsonl" --set "trainer.init_from=$exp" \
+      --set "model.options.reduction_factor=$teacher_r"
   fi
   if stage 6 "synthesize $sentences with FastSpeech"; then
     synthesize_lines "$fastspeech_exp" "$vocoder" "$sentences" "$fastspeech_exp/samples"

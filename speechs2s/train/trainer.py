@@ -78,7 +78,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         seed_everything(config.trainer.seed)
         model = spec.build(options)
         if config.trainer.init_from and not resume:  # fine-tuning: weights and feature stats come along
-            load_initial_weights(model, config.trainer.init_from, spec.name, placement.rank)
+            load_initial_weights(model, config.trainer.init_from, spec.name, placement.rank,
+                                 config.trainer.init_from_partial)
         elif config.data.feature_stats and not resume and placement.rank == 0:  # DDP copies rank 0's buffers
             set_feature_stats(model, config, train_entries, features)
         checkpoint_config = {"task": spec.task.name, "model": {"name": spec.name, **model_config},
@@ -106,22 +107,32 @@ def check_entry_keys(spec, manifests: dict[str, list[dict]]) -> None:
                                   f"{spec.name} trains on; write them with 'speechs2s {key}'")
 
 
-def load_initial_weights(model, directory: str, name: str, rank: int = 0) -> None:
+def load_initial_weights(model, directory: str, name: str, rank: int = 0, partial: bool = False) -> None:
     """``trainer.init_from``: all weights of a checkpoint of the same model (``name``); from another
-    model (e.g. a Transformer-TTS starting a FastSpeech), the tensors with the same name and shape,
-    counted in the log."""
+    model (e.g. a Transformer-TTS starting a FastSpeech), the tensors with the same name, counted in the
+    log. A tensor of the same name but another shape (another ``reduction_factor`` or width) is an error
+    unless ``partial`` (``trainer.init_from_partial``), which starts it fresh instead."""
     from speechs2s.checkpoint import read_config
 
     weights = read_weights(directory)
     if read_config(Path(directory))["model"]["name"] != name:
         state = model.state_dict()
-        weights = {key: value for key, value in weights.items() if key in state and state[key].shape == value.shape}
+        mismatched = [key for key, value in weights.items() if key in state and state[key].shape != value.shape]
+        if mismatched and not partial:
+            key = mismatched[0]
+            raise ConfigError(f"trainer.init_from: {len(mismatched)} tensor(s) of {directory} have another shape in this "
+                              f"{name} model (first: {key}, {tuple(weights[key].shape)} there, {tuple(state[key].shape)} "
+                              "here); match the sizes (e.g. model.options.reduction_factor), or set "
+                              "trainer.init_from_partial=true to start those tensors fresh")
+        weights = {key: value for key, value in weights.items() if key in state and key not in mismatched}
         if not weights:
             raise ConfigError(f"trainer.init_from: {directory} shares no weights with this {name} model")
         model.load_state_dict(weights, strict=False)
         if rank == 0:
             parts = ", ".join(sorted({key.split(".")[0] for key in weights}))
-            print(f"init_from {directory}: {len(weights)} of this model's {len(state)} tensors ({parts})", file=sys.stderr)
+            fresh = f"; {len(mismatched)} of another shape start fresh" if mismatched else ""
+            print(f"init_from {directory}: {len(weights)} of this model's {len(state)} tensors ({parts}){fresh}",
+                  file=sys.stderr)
         return
     try:
         model.load_state_dict(weights)
