@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchaudio
 
 from speechs2s.audio import FeatureConfig, audio_writer
 from speechs2s.decode.tts import SynthesisConfig, split_sentences, synthesize_sequences
@@ -89,11 +90,12 @@ class TTS:
         return wav, self.sample_rate, torch.block_diag(*[u.alignment.float().cpu() for u in utterances])
 
     def synthesize_to_file(self, text: str, path: str | Path, plot_alignment: str | Path | None = None,
-                           plot_sentences: int = 8, progress: bool = False) -> float:
+                           plot_sentences: int = 8, progress: bool = False, sample_rate: int | None = None) -> float:
         """Stream the speech of ``text`` into an audio file (format from the suffix: WAV, FLAC, OGG Vorbis,
         MP3; ``"-"``: WAV on stdout) through :func:`~speechs2s.audio.audio_writer`, so that the file
         appears only when complete; returns its duration in seconds. ``plot_alignment``: PNG of the first
-        ``plot_sentences`` sentences' alignment. ``progress``: a tqdm bar over sentences on stderr."""
+        ``plot_sentences`` sentences' alignment. ``progress``: a tqdm bar over sentences on stderr.
+        ``sample_rate``: the file's rate (default the vocoder's); each sentence is resampled to it."""
         from tqdm import tqdm
 
         sentences = self.sentences(text)  # raise TextError before creating the file
@@ -105,9 +107,12 @@ class TTS:
                     alignments.append(utterance.alignment.float().cpu())
                 yield utterance.wav
 
+        rate = sample_rate or self.sample_rate
         # A WAV file ends at 4 GB (27 h at 22 kHz); text this long (roughly 9 h of speech) gets RF64.
-        with audio_writer(path, self.sample_rate, large=len(text) > 500_000) as out:
+        with audio_writer(path, rate, large=len(text) > 500_000) as out:
             for piece in self._joined(wavs()):
+                if rate != self.sample_rate:
+                    piece = torchaudio.functional.resample(torch.from_numpy(piece), self.sample_rate, rate).numpy()
                 out.write(piece)
             frames = out.frames
         if plot_alignment is not None:
@@ -115,7 +120,7 @@ class TTS:
 
             shown = f"first {len(alignments)} of {len(sentences)} sentences" if len(sentences) > len(alignments) else None
             plot(torch.block_diag(*alignments), plot_alignment, title=shown)
-        return frames / self.sample_rate
+        return frames / rate
 
 
 def load_tts(name_or_path: str | Path = "default", device: str | torch.device | None = None,

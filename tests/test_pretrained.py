@@ -47,3 +47,28 @@ def test_bundled_tts_speaks_with_bounded_length(name):
     seconds = len(wav) / sample_rate
     assert 0.8 < seconds < 8.0  # about 2.5 s of speech; the guard keeps any output bounded
     assert np.isfinite(wav).all() and np.abs(wav).max() > 0.01
+
+
+@pytest.mark.parametrize("name", ["default", "tts-transformer"])
+def test_speak_speed_and_sample_rate(name, tmp_path):
+    """--speed changes the duration by its factor (FastSpeech: durations; attention model: mels resampled);
+    --sample-rate writes the file at that rate."""
+    import soundfile
+    from click.testing import CliRunner
+
+    from speechs2s.cli import main
+
+    text = "The prisoners were taken to the court."
+    durations = {}
+    for speed, rate in ((1.0, None), (1.5, 16000)):
+        out = tmp_path / f"{speed}.wav"
+        extra = ["--sample-rate", str(rate)] if rate else []
+        result = CliRunner().invoke(main, ["speak", text, "-o", str(out), "--model", name, "--speed", str(speed),
+                                           "--device", "cpu", "--threads", "1", *extra])
+        assert result.exit_code == 0, result.output
+        info = soundfile.info(out)
+        assert info.samplerate == (rate or 22050)
+        durations[speed] = info.duration
+    assert durations[1.5] == pytest.approx(durations[1.0] / 1.5, rel=0.12)
+    result = CliRunner().invoke(main, ["speak", text, "-o", str(tmp_path / "x.wav"), "--speed", "0"])
+    assert result.exit_code == 2 and result.stderr.startswith("error: Invalid value for '--speed'")

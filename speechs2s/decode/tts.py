@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 
 @dataclass
@@ -36,7 +37,7 @@ class SynthesisConfig:
     max_advance: int = 2  # tokens the position may move forward per decoder step
     stall_frames: int = 40  # frames without progress before the position is pushed one token
     end_frames: int = 40  # frames on the last token before the item ends without a stop token
-    duration_scale: float = 1.0  # non-autoregressive models: > 1 speaks slower
+    duration_scale: float = 1.0  # > 1 speaks slower: FastSpeech scales its durations, attention models stretch their mels
 
 
 @dataclass
@@ -101,6 +102,9 @@ def synthesize_batch(model, tokens: torch.Tensor, token_lengths: torch.Tensor,
     mels = torch.cat(frames, 1)
     valid = torch.arange(mels.size(1), device=device)[None, :] < lengths[:, None]
     mels = model.denormalize(model.refine(mels * valid[..., None], lengths))
+    if config.duration_scale != 1.0:  # tempo without pitch change: the frames resampled in time
+        mels = F.interpolate(mels.transpose(1, 2), scale_factor=config.duration_scale, mode="linear").transpose(1, 2)
+        lengths = (lengths * config.duration_scale).round().long().clamp(min=1, max=mels.size(1))
     return Synthesis(mels, lengths, torch.stack(alignments, 1))
 
 
