@@ -258,12 +258,13 @@ def load_checkpoint(name_or_dir: str | Path, device: str | torch.device | None =
         raise CheckpointError(f"{directory / 'config.json'}: {error}") from None
     if task is not None and spec.task.name != task:
         raise CheckpointError(f"{name_or_dir}: holds a {spec.name} model for task {spec.task.name}, not {task}")
+    weights = read_weights(directory)
     has_tokenizer = (directory / "tokenizer.json").exists()
     if task is not None and spec.task.text and not has_tokenizer:
         raise CheckpointError(f"{name_or_dir}: tokenizer.json is missing")
     model = spec.build(options)
     try:
-        model.load_state_dict(read_weights(directory))
+        model.load_state_dict(weights)
     except RuntimeError as error:
         raise CheckpointError(f"{directory}: weights do not match the config: {str(error).splitlines()[0]}") from None
     model.to(device or "cpu").eval()
