@@ -32,7 +32,7 @@ def run_recipe(script: Path, *args: str, data: Path | None = None) -> subprocess
     env.pop("SPEECHS2S_DATA", None)
     if data is not None:
         env["SPEECHS2S_DATA"] = str(data)
-    return subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=900)  # a loaded 2-core machine
 
 
 @pytest.mark.parametrize("script", RUN_SCRIPTS, ids=lambda p: str(p.parent.relative_to(REPO / "recipes")))
@@ -237,7 +237,7 @@ def test_fsdd_download_prepare_and_the_config_that_reads_it(fsdd_archive, tmp_pa
         [sys.executable, "-m", "speechs2s", "train", str(config), "--set", "trainer.out_dir=exp/run1",
          "--set", "trainer.max_steps=1", "--set", "trainer.device=cpu", "--set", "data.num_workers=0"],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=900)  # a loaded 2-core machine
     assert train.returncode == 0, train.stderr
     assert (tmp_path / "exp" / "run1" / "final" / "model.safetensors").is_file()
 
