@@ -1,11 +1,12 @@
 """Pack a seeded random part of a manifest's audio into a small folder, for a machine that gets files only.
 
-    python recipes/tools/pack_audio.py MANIFEST OUT_DIR --max-mib 18 [--sample-rate 16000] [--seed 0]
+    python recipes/tools/pack_audio.py MANIFEST OUT_DIR --max-mib 18 [--sample-rate 16000] [--codec opus] [--seed 0]
 
-Each entry's audio is read (its ``start``..``end`` part), resampled and written as OGG Opus
-(~20 kbit/s mono: ample for 16 kHz ASR features) to ``OUT_DIR/audio/<id>.ogg`` until the folder would
-pass ``--max-mib``; ``OUT_DIR/manifest.jsonl`` lists the packed entries with relative paths. Entries are
-taken in a seeded random order, so a pack is a fair sample and the same arguments give the same pack.
+Each entry's audio is read (its ``start``..``end`` part), resampled and written as OGG to
+``OUT_DIR/audio/<id>.ogg``: Opus at ~20 kbit/s (ample for 16 kHz ASR features; Opus rates only) or
+Vorbis at ~60 kbit/s (as joe-lj itself, for vocoders at any rate), until the folder would pass
+``--max-mib``; ``OUT_DIR/manifest.jsonl`` lists the packed entries with relative paths. Entries are taken
+in a seeded random order, so a pack is a fair sample and the same arguments give the same pack.
 """
 import argparse
 import io
@@ -19,7 +20,9 @@ from speechs2s.audio import load_audio
 from speechs2s.data.manifest import read_manifest, write_manifest
 from speechs2s.errors import SpeechS2SError
 
-OPUS_LEVEL = 0.95  # libsndfile's compression level for Opus: 0.95 ~ 20 kbit/s at 16 kHz
+# libsndfile's compression level: Opus 0.95 ~ 20 kbit/s at 16 kHz; Vorbis 0.5 ~ 60 kbit/s at 22.05 kHz (joe-lj's own)
+CODECS = {"opus": ("OPUS", 0.95), "vorbis": ("VORBIS", 0.5)}
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 
 
 def main() -> None:
@@ -27,10 +30,13 @@ def main() -> None:
     parser.add_argument("manifest")
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--max-mib", type=float, required=True, help="size limit of the packed audio")
-    parser.add_argument("--sample-rate", type=int, default=16000, choices=[8000, 12000, 16000, 24000, 48000],
-                        help="Opus rates only")
+    parser.add_argument("--sample-rate", type=int, default=16000)
+    parser.add_argument("--codec", choices=list(CODECS), default="opus")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.codec == "opus" and args.sample_rate not in OPUS_RATES:
+        sys.exit(f"error: --sample-rate {args.sample_rate}: Opus takes {', '.join(map(str, OPUS_RATES))} (or --codec vorbis)")
+    subtype, level = CODECS[args.codec]
     try:
         entries = read_manifest(args.manifest)
     except SpeechS2SError as error:
@@ -45,7 +51,7 @@ def main() -> None:
             print(f"skipping {entry['id']}: {error}", file=sys.stderr)
             continue
         data = io.BytesIO()
-        soundfile.write(data, wav.numpy(), args.sample_rate, format="OGG", subtype="OPUS", compression_level=OPUS_LEVEL)
+        soundfile.write(data, wav.numpy(), args.sample_rate, format="OGG", subtype=subtype, compression_level=level)
         if used + data.tell() > budget:
             break
         name = f"audio/{entry['id']}.ogg"
