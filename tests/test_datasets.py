@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader
 from speechs2s.data import (
     ASRDataset,
     BucketBatchSampler,
+    ChannelAugment,
     SpecAugment,
     TTSDataset,
     VocoderDataset,
@@ -216,3 +217,68 @@ def test_reverberate_keeps_alignment_and_level():
     wet = reverberate(wav, rir)
     assert wet.shape == wav.shape and wet.abs().argmax() == 100  # direct path realigned
     assert wet[115] > 0 and torch.isclose(wet.square().mean(), wav.square().mean())
+
+
+def _frequency_ratio(before: torch.Tensor, after: torch.Tensor) -> float:
+    """The factor by which ``after``'s long-term spectrum is ``before``'s stretched along frequency (harmonics
+    and formants move together): the best of candidate ratios 0.8-1.25 by correlation of the log spectra."""
+    window = torch.hann_window(1024)
+    spectra = [torch.stft(x, 1024, 256, window=window, return_complex=True).abs().mean(-1).log() for x in (before, after)]
+    bins = torch.arange(40, 400, dtype=torch.float32)  # 0.6-6 kHz at 16 kHz
+    ratios = torch.linspace(0.8, 1.25, 91)
+    scores = [torch.corrcoef(torch.stack([torch.from_numpy(np.interp(bins / r, np.arange(513), spectra[0].numpy())).float(),
+                                          spectra[1][bins.long()]]))[0, 1] for r in ratios]
+    return float(ratios[int(torch.stack(scores).argmax())])
+
+
+def test_channel_augment_effects_on_real_speech(corpora):
+    from speechs2s.audio import load_audio
+    from speechs2s.data.augment import codec_round_trip, colored_noise, pitch_shift, room_impulse_response, telephone_band
+
+    wav = load_audio(corpora / "joe-lj" / "dev" / "wavs" / "LJ002-0043.ogg", 16000)  # 5.0 s of one male voice
+    up = pitch_shift(wav, 16000, 2.0)
+    assert up.shape == wav.shape
+    assert _frequency_ratio(wav, up) == pytest.approx(1.10, abs=0.02)  # 2 semitones = 1.12, rounded to 22/20
+    assert pitch_shift(wav, 16000, 0.2) is wav  # rounds to ratio 1: untouched
+
+    phone = telephone_band(wav, 16000)
+    spectrum, phone_spectrum = (torch.fft.rfft(x).abs().square() for x in (wav, phone))
+    above = slice(round(4000 / 8000 * spectrum.numel()), None)  # 4-8 kHz
+    assert phone_spectrum[above].sum() < 1e-3 * spectrum[above].sum()
+
+    for codec in ("opus", "mp3"):
+        decoded = codec_round_trip(wav, 16000, codec, 0.9)
+        assert decoded.shape == wav.shape and torch.corrcoef(torch.stack([wav, decoded]))[0, 1] > 0.9
+
+    rir = room_impulse_response(0.5, 16000, torch.Generator().manual_seed(0))
+    energy = rir.square().cumsum(0)
+    assert rir.numel() == 8000 and rir[0] == 1.0 and energy[4000] > 0.98 * energy[-1]  # decayed by the RT60
+    pink = colored_noise(16000, 1.0, torch.Generator().manual_seed(0))
+    power = torch.fft.rfft(pink).abs().square()
+    assert power[100:200].mean() > 10 * power[4000:4100].mean()  # 1/f: far more power low than high
+
+
+def test_channel_augment_is_seeded_keeps_length_and_zero_probabilities_do_nothing(corpora):
+    from speechs2s.audio import load_audio
+
+    wav = load_audio(corpora / "fsdd" / "recordings" / "3_theo_3.wav", 16000)
+    everything = ChannelAugment(pitch_prob=1, reverb_prob=1, noise_prob=1, telephone_prob=1, codec_prob=1)
+    first = everything(wav, 16000, torch.Generator().manual_seed(7))
+    assert first.shape == wav.shape and torch.isfinite(first).all() and not torch.equal(first, wav)
+    assert torch.equal(first, everything(wav, 16000, torch.Generator().manual_seed(7)))
+    nothing = ChannelAugment(pitch_prob=0, reverb_prob=0, noise_prob=0, telephone_prob=0, codec_prob=0)
+    assert torch.equal(nothing(wav, 16000, torch.Generator().manual_seed(7)), wav)
+    with pytest.raises(ValueError, match="noise_prob"):
+        ChannelAugment(noise_prob=1.5)
+
+
+def test_asr_dataset_channel_augment_changes_per_epoch_and_skips_the_cache(fsdd_entries, tmp_path):
+    augment = ChannelAugment(noise_prob=1.0, snr_db=[5.0, 10.0])
+    dataset = ASRDataset(fsdd_entries[:2], CharTokenizer(), seed=0, cache_dir=tmp_path, channel_augment=augment)
+    assert dataset.cache_dir is None
+    first = dataset[0]["features"]
+    assert torch.equal(first, dataset[0]["features"])  # same epoch, same item: same draw
+    dataset.set_epoch(1)
+    assert not torch.equal(first, dataset[0]["features"])
+    plain = ASRDataset(fsdd_entries[:2], CharTokenizer())[0]["features"]
+    assert not torch.equal(first, plain)

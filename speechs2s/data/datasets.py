@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 class AudioDataset(Dataset):
     """Base: entries (a list or a manifest path), seeded per-item randomness and safe loading.
 
-    ``speed_perturb``: factors (e.g. ``[0.9, 1.0, 1.1]``) of which one is picked at random per item.
+    ``speed_perturb``: factors (e.g. ``[0.9, 1.0, 1.1]``) of which one is picked at random per item;
+    ``channel_augment``: a waveform transform ``(wav, sample_rate, generator) -> wav`` applied after it
+    (e.g. :class:`speechs2s.data.augment.ChannelAugment`).
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class AudioDataset(Dataset):
         features: FeatureConfig,
         speed_perturb: list[float] | None = None,
         seed: int = 0,
+        channel_augment=None,
     ):
         is_path = isinstance(entries_or_path, (str, os.PathLike))
         self.entries = read_manifest(entries_or_path) if is_path else list(entries_or_path)
@@ -47,6 +50,7 @@ class AudioDataset(Dataset):
         self.features = features
         self.log_mel = LogMel(features)
         self.speed_factors = tuple(speed_perturb or (1.0,))
+        self.channel_augment = channel_augment
         self.seed = seed
         self.epoch = 0
 
@@ -76,7 +80,8 @@ class AudioDataset(Dataset):
             log.warning("skipping %r: %s", entry["id"], error)
             return None
         factor = self.speed_factors[int(torch.randint(len(self.speed_factors), (), generator=generator))]
-        return speed_perturb(wav, self.features.sample_rate, factor)
+        wav = speed_perturb(wav, self.features.sample_rate, factor)
+        return wav if self.channel_augment is None else self.channel_augment(wav, self.features.sample_rate, generator)
 
 
 class _TranscribedDataset(AudioDataset):
@@ -84,7 +89,8 @@ class _TranscribedDataset(AudioDataset):
 
     ``transform(features (frames, M), generator)`` (e.g. SpecAugment) draws from the item's generator,
     ``target_transform`` maps the token ids;
-    ``cache_dir`` keeps computed features (see the module docstring; unused with speed perturbation).
+    ``cache_dir`` keeps computed features (see the module docstring; unused with speed perturbation or
+    ``channel_augment``: their features change every epoch).
     """
 
     feature_key: str
@@ -100,9 +106,11 @@ class _TranscribedDataset(AudioDataset):
         speed_perturb: list[float] | None = None,
         seed: int = 0,
         cache_dir: str | os.PathLike | None = None,
+        channel_augment=None,
     ):
-        super().__init__(entries_or_path, features or self.default_features, speed_perturb, seed)
-        self.cache_dir = Path(cache_dir) if cache_dir is not None and self.speed_factors == (1.0,) else None
+        super().__init__(entries_or_path, features or self.default_features, speed_perturb, seed, channel_augment)
+        fixed = self.speed_factors == (1.0,) and channel_augment is None
+        self.cache_dir = Path(cache_dir) if cache_dir is not None and fixed else None
         untranscribed = [entry["id"] for entry in self.entries if not isinstance(entry.get("text"), str)]
         if untranscribed:
             raise ManifestError(f"{self.source}: {len(untranscribed)} entries have no 'text', first: {untranscribed[0]!r}")

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from speechs2s.data.augment import SpecAugment
+from speechs2s.data.augment import ChannelAugment, SpecAugment
 from speechs2s.errors import CheckpointError, ConfigError
 
 
@@ -52,6 +52,7 @@ class DataSection:
     num_workers: int = 2
     speed_perturb: list[float] | None = None  # e.g. [0.9, 1.0, 1.1]; training set only
     spec_augment: SpecAugment | None = None  # SpecAugment options ({} = defaults); training set only
+    channel_augment: ChannelAugment | None = None  # pitch, room, noise, telephone, codec ({} = defaults); ASR training set only
     feature_stats: bool = True  # compute mean/std over the training set -> model.set_feature_stats
     feature_cache: str | None = None  # folder keeping computed features of items without speed perturbation
 
@@ -83,7 +84,11 @@ class OptimSection:
             if not isinstance(overrides, dict) or set(overrides) & {"groups", "accum_steps"}:
                 raise ConfigError(f"optim.groups.{name}: expected overrides of lr, betas, weight_decay, warmup_steps, "
                                   f"schedule or grad_clip, got {overrides!r}")
-            group = _build(OptimSection, overrides, f"optim.groups.{name}.")
+            try:
+                group = _build(OptimSection, overrides, f"optim.groups.{name}.")
+            except ConfigError as error:
+                message = str(error)
+                raise ConfigError(message if message.startswith("optim.groups.") else f"optim.groups.{name}: {message}") from None
             self.groups[name] = {key: getattr(group, key) for key in overrides}
 
 
@@ -225,6 +230,7 @@ def check_model(config: TrainConfig) -> None:
     unused = {"features": not spec.task.audio and config.data.features,
               "speed_perturb": not spec.task.text and config.data.speed_perturb is not None,
               "spec_augment": not spec.task.text and config.data.spec_augment is not None,
+              "channel_augment": spec.task.name != "asr" and config.data.channel_augment is not None,
               "feature_stats": config.data.feature_stats and not hasattr(spec.model, "set_feature_stats")}
     for key, given in unused.items():
         if given:
@@ -325,7 +331,10 @@ def _build(cls, raw: Any, prefix: str):
             hint = f" (did you mean {prefix}{close[0]}?)" if close else f" (known: {', '.join(fields)})"
             raise ConfigError(f"{prefix}{key}: unknown key{hint}")
     values = {name: _check(hints[name], raw[name], f"{prefix}{name}") for name in fields if name in raw}
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as error:  # a value the section's own checks refuse (e.g. a probability above 1)
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {error}") from None
 
 
 def _check(annotation, value, key: str):

@@ -171,7 +171,8 @@ def build_datasets(config: TrainConfig, train_entries: list[dict], tokenizer, fe
     if not task.text:  # audio only (vocoders)
         return task.dataset(train_entries, features, seed=seed), task.dataset(data.valid, features, seed=seed)
     train_set = task.dataset(train_entries, tokenizer, features, transform=data.spec_augment,
-                             speed_perturb=data.speed_perturb, seed=seed, cache_dir=data.feature_cache)
+                             speed_perturb=data.speed_perturb, seed=seed, cache_dir=data.feature_cache,
+                             channel_augment=data.channel_augment)
     return train_set, task.dataset(data.valid, tokenizer, features, seed=seed, cache_dir=data.feature_cache)
 
 
