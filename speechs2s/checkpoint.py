@@ -184,6 +184,8 @@ def resolve_checkpoint(name_or_dir: str | Path, task: str | None = None) -> Path
     if "/" not in name and bundled.is_dir():
         return bundled
     available = [model.name for model in list_models() if task in (None, model.task)]
+    if task == "vocoder":  # the one vocoder that needs no checkpoint (speechs2s.vocoder.load_vocoder)
+        available.insert(0, "griffin-lim")
     raise CheckpointError(f"{name_or_dir}: no such checkpoint directory or bundled model "
                           f"(available: {', '.join(available) or 'none'}; see speechs2s models)")
 

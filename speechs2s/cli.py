@@ -73,7 +73,7 @@ def prepare(corpus_type, source_dir, out, speakers, split):
     yesno (0_1_..._1.wav, text "lo"/"ken").
     \b
     Example:
-      speechs2s prepare fsdd ../shared/corpora/fsdd data/fsdd_test.jsonl --split test
+      speechs2s prepare fsdd corpora/fsdd data/fsdd_test.jsonl --split test   # recipes/fsdd/asr stage 0 fetches corpora/fsdd
     """
     import warnings
 
