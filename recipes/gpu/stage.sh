@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # One-shot GPU continuation of a bundled model, for a lent GPU machine that has PyTorch but no network
-# and takes at most 64 MiB of files (the checkout is ~35 MiB of them):
+# and takes at most 64 MiB of files (the checkout is ~41 MiB of them, the bundled models 40 MB):
 #
 #   here (CPU, once):  recipes/gpu/stage.sh prepare asr|vocoder   # data/gpu_pack_<what> + .whl (wheels the image lacks)
 #   on the GPU:        recipes/gpu/stage.sh run asr|vocoder OUT   # carry data/gpu_pack_<what> and .whl
 #
-# asr:     continues asr-default (trainer.init_from) on ~16 MiB of 16 kHz Opus (joe-lj train + extra, FSDD),
+# asr:     continues asr-default (trainer.init_from) on ~14 MiB of 16 kHz Opus (joe-lj train + extra, FSDD),
 #          scores 40 joe-lj dev sentences before and after; OUT gets the averaged fp16 weights.
 # vocoder: trains the Vocos of configs/vocoder_vocos_tiny.yaml (--set overrides below) on ~10 MiB of 22.05 kHz
 #          joe-lj train audio; validation (mel L1) on 40 joe-lj dev sentences; OUT gets its best checkpoint.
@@ -28,7 +28,7 @@ prepare() {
     speechs2s prepare ljspeech "$data/joe-lj/extra" "$tmp/extra.jsonl"
     speechs2s prepare fsdd "$data/fsdd" "$tmp/fsdd.jsonl" --speakers george,jackson,nicolas,yweweler
     cat "$tmp/extra.jsonl" "$tmp/fsdd.jsonl" >> "$tmp/train.jsonl"
-    python recipes/tools/pack_audio.py "$tmp/train.jsonl" "$pack/train" --max-mib 16
+    python recipes/tools/pack_audio.py "$tmp/train.jsonl" "$pack/train" --max-mib 14
     python recipes/tools/pack_audio.py "$tmp/dev40.jsonl" "$pack/dev" --max-mib 2
   else
     python recipes/tools/pack_audio.py "$tmp/train.jsonl" "$pack/train" --max-mib 10 --sample-rate 22050 --codec vorbis
