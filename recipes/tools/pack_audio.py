@@ -17,12 +17,12 @@ from pathlib import Path
 import soundfile
 
 from speechs2s.audio import load_audio
+from speechs2s.data.augment import OPUS_RATES
 from speechs2s.data.manifest import read_manifest, write_manifest
 from speechs2s.errors import SpeechS2SError
 
 # libsndfile's compression level: Opus 0.95 ~ 20 kbit/s at 16 kHz; Vorbis 0.5 ~ 60 kbit/s at 22.05 kHz (joe-lj's own)
 CODECS = {"opus": ("OPUS", 0.95), "vorbis": ("VORBIS", 0.5)}
-OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 
 
 def main() -> None:

@@ -89,7 +89,4 @@ class LSTMLM(nn.Module):
         logits, (h, c) = self.logits(prev_tokens[:, None], hc)
         return logits[:, 0].float().log_softmax(-1), {"h": h.transpose(0, 1), "c": c.transpose(0, 1)}
 
-    @staticmethod
-    def reorder_state(state: dict, indices: torch.Tensor) -> dict:
-        """Pick rows ``indices (B',)`` of the state."""
-        return {name: value.index_select(0, indices) for name, value in state.items()}
+    reorder_state = staticmethod(ASRModel.reorder_state)  # rows ``indices (B',)`` of every state tensor
