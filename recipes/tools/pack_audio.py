@@ -1,11 +1,12 @@
 """Pack a seeded random part of a manifest's audio into a small folder, for a machine that gets files only.
 
-    python recipes/tools/pack_audio.py MANIFEST OUT_DIR --max-mib 18 [--sample-rate 16000] [--codec opus] [--seed 0]
+    python recipes/tools/pack_audio.py MANIFEST OUT_DIR --max-mib 18 [--sample-rate 16000] [--codec opus] [--level L] [--seed 0]
 
 Each entry's audio is read (its ``start``..``end`` part), resampled and written as OGG to
 ``OUT_DIR/audio/<id>.ogg``: Opus at ~20 kbit/s (ample for 16 kHz ASR features; Opus rates only) or
 Vorbis at ~60 kbit/s (as joe-lj itself, for vocoders at any rate), until the folder would pass
-``--max-mib``; ``OUT_DIR/manifest.jsonl`` lists the packed entries with relative paths. Entries are taken
+``--max-mib``; ``--level`` (libsndfile's compression level, 0-1) trades quality for hours.
+``OUT_DIR/manifest.jsonl`` lists the packed entries with relative paths. Entries are taken
 in a seeded random order, so a pack is a fair sample and the same arguments give the same pack.
 """
 import argparse
@@ -21,7 +22,7 @@ from speechs2s.data.augment import OPUS_RATES
 from speechs2s.data.manifest import read_manifest, write_manifest
 from speechs2s.errors import SpeechS2SError
 
-# libsndfile's compression level: Opus 0.95 ~ 20 kbit/s at 16 kHz; Vorbis 0.5 ~ 60 kbit/s at 22.05 kHz (joe-lj's own)
+# libsndfile's compression level: Opus 0.95 ~ 20 kbit/s at 16 kHz (0.98 ~ 13, 1.0 ~ 8); Vorbis 0.5 ~ 60 kbit/s at 22.05 kHz (joe-lj's own)
 CODECS = {"opus": ("OPUS", 0.95), "vorbis": ("VORBIS", 0.5)}
 
 
@@ -32,11 +33,15 @@ def main() -> None:
     parser.add_argument("--max-mib", type=float, required=True, help="size limit of the packed audio")
     parser.add_argument("--sample-rate", type=int, default=16000)
     parser.add_argument("--codec", choices=list(CODECS), default="opus")
+    parser.add_argument("--level", type=float, help="compression level, 0-1 (default: the codec's above)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.codec == "opus" and args.sample_rate not in OPUS_RATES:
         sys.exit(f"error: --sample-rate {args.sample_rate}: Opus takes {', '.join(map(str, OPUS_RATES))} (or --codec vorbis)")
     subtype, level = CODECS[args.codec]
+    level = level if args.level is None else args.level
+    if not 0 <= level <= 1:
+        sys.exit(f"error: --level {level}: give a compression level from 0 to 1")
     try:
         entries = read_manifest(args.manifest)
     except SpeechS2SError as error:
