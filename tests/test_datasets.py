@@ -2,9 +2,11 @@ import math
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 from torch.utils.data import DataLoader
 
+from speechs2s.audio import load_audio
 from speechs2s.data import (
     ASRDataset,
     BucketBatchSampler,
@@ -161,6 +163,20 @@ def test_vocoder_dataset(fsdd_entries):
     batch = collate_vocoder([dataset[i] for i in range(4)] + [None])
     assert batch["wavs"].shape == (4, 16 * 256) and batch["mels"].shape == (4, 16, 80) and batch["skipped"] == 1
     assert dataset.lengths == [16] * 4
+
+
+def test_vocoder_piece_is_a_slice_of_the_whole_utterance(fsdd_entries, tmp_path):
+    """Only the piece and its STFT context is decoded, yet wav and mel equal the whole utterance's."""
+    wav = torch.cat([load_audio(entry["audio"], 22050) for entry in fsdd_entries])  # WAV at 22.05 kHz: exact seeks
+    soundfile.write(tmp_path / "clip.wav", wav.numpy(), 22050, subtype="FLOAT")
+    entries = [{"id": "clip", "audio": str(tmp_path / "clip.wav"), "duration": len(wav) / 22050}]
+    dataset = VocoderDataset(entries, segment_frames=16)
+    whole = dataset.log_mel(wav)
+    for seed in range(6):
+        dataset.seed = seed
+        item = dataset[0]
+        first = next(f for f in range(len(whole)) if torch.equal(wav[f * 256 : f * 256 + 16 * 256], item["wav"]))
+        assert torch.allclose(whole[first : first + 16], item["mel"], atol=1e-4)
 
 
 def test_collate_asr_padding():

@@ -197,11 +197,13 @@ class TTSDataset(_TranscribedDataset):
 
 
 class VocoderDataset(AudioDataset):
-    """Random fixed-length pieces for vocoder (HiFi-GAN) training:
+    """Random fixed-length pieces for vocoder (HiFi-GAN, Vocos) training:
     ``{"id", "wav": (segment_frames * hop_length,), "mel": (segment_frames, M)}``.
 
-    The mel is computed on the whole utterance and sliced, so frame ``i`` of the piece is centred on
-    its sample ``i * hop_length``; utterances shorter than a piece are zero-padded.
+    Only the piece and its STFT context (``n_fft / 2`` either side) is decoded, and its mel is that
+    slice of the whole utterance's mel: frame ``i`` of the piece is centred on its sample ``i * hop_length``
+    (a decoder that seeks inexactly, as libsndfile's Vorbis by up to a few hundred samples, moves the
+    piece, never this pairing). Utterances shorter than a piece are read whole and zero-padded.
     """
 
     def __init__(
@@ -219,15 +221,31 @@ class VocoderDataset(AudioDataset):
         return [self.segment_frames] * len(self.entries)
 
     def __getitem__(self, index: int) -> dict | None:
-        generator = self._generator(index)
-        wav = self._load(index, generator)
-        if wav is None:
-            return None
+        entry, generator = self.entries[index], self._generator(index)
         hop, samples = self.features.hop_length, self.segment_frames * self.features.hop_length
-        wav = torch.nn.functional.pad(wav, (0, max(0, samples - wav.numel())))
-        first = int(torch.randint((wav.numel() - samples) // hop + 1, (), generator=generator))
+        total = round(entry["duration"] * self.features.sample_rate)
+        first = int(torch.randint(max(0, total - samples) // hop + 1, (), generator=generator))
+        context = -(-self.features.n_fft // 2 // hop)  # frames either side that the STFT windows reach
+        start, end = max(0, first - context), (first + self.segment_frames + context) * hop
+        item = self._piece(entry, start, end if end < total else None, first - start)
+        if item is not None and len(item["wav"]) < samples:  # a short utterance, or shorter than its manifest says
+            item = self._piece(entry, 0, None, min(first, max(0, total - samples) // hop), pad_to=samples)
+        return item
+
+    def _piece(self, entry: dict, start: int, end: int | None, first: int, pad_to: int = 0) -> dict | None:
+        """Read frames ``start`` (at ``hop_length``) to sample ``end`` (``None``: the end), zero-padded to
+        ``pad_to`` samples, and cut the segment that begins ``first`` frames in; ``None`` (logged) if unreadable."""
+        rate, offset, hop = self.features.sample_rate, entry.get("start", 0.0), self.features.hop_length
+        try:
+            wav = load_audio(entry["audio"], rate, offset + start * hop / rate,
+                             entry.get("end") if end is None else offset + end / rate)
+        except AudioError as error:
+            log.warning("skipping %r: %s", entry["id"], error)
+            return None
+        wav = torch.nn.functional.pad(wav, (0, max(0, pad_to - wav.numel())))
+        first = min(first, (wav.numel() - self.segment_frames * hop) // hop)
         mel = self.log_mel(wav)[first : first + self.segment_frames]
-        return {"id": self.entries[index]["id"], "wav": wav[first * hop : first * hop + samples], "mel": mel}
+        return {"id": entry["id"], "wav": wav[first * hop : (first + self.segment_frames) * hop], "mel": mel}
 
 
 class TextDataset(Dataset):
