@@ -151,7 +151,10 @@ def test_make_corpus_small_and_resumable(corpora, tmp_path):
     import make_corpus
 
     out = tmp_path / "synth"
-    args = ["--joe-lj", str(corpora / "joe-lj"), "--out", str(out), "--num-train", "4", "--num-valid", "2",
+    held_out = (REPO / "benchmarks" / "tts_heldout_sentences.txt").read_text().splitlines()[-1]
+    (tmp_path / "everyday.txt").write_text(f"Pass me the salt, please.\n{held_out}\n")
+    args = ["--joe-lj", str(corpora / "joe-lj"), "--sentences", str(tmp_path / "everyday.txt"), "--out", str(out),
+            "--num-train", "4", "--num-valid", "2",
             "--num-test", "3", "--jobs", "2", "--test-voices", "flite:awb,flite:rms,espeak:en-gb-scotland+f2"]
     make_corpus.main(args)
     splits = {split: read_manifest(out / f"{split}.jsonl", check_files=True) for split in ("train", "valid", "test")}
@@ -163,7 +166,10 @@ def test_make_corpus_small_and_resumable(corpora, tmp_path):
         wav, rate = sf.read(entry["audio"])
         assert rate == 16000 and wav.ndim == 1 and entry["duration"] == pytest.approx(len(wav) / 16000)
         assert 0.5 < entry["duration"] < 30 and 0.05 < np.abs(wav).max() <= 1.0
-    texts = {split: set(sentences + commands) for split, (sentences, commands) in make_corpus.texts(corpora / "joe-lj").items()}
+    split_texts = make_corpus.texts(corpora / "joe-lj", [tmp_path / "everyday.txt"])
+    texts = {split: set(sentences + commands) for split, (sentences, commands) in split_texts.items()}
+    assert "Pass me the salt, please." in texts["train"]
+    assert held_out not in texts["train"]  # the TTS held-out set is never training text
     assert not texts["test"] & (texts["train"] | texts["valid"])  # unseen sentences and commands
     assert not texts["valid"] & texts["train"] - set(make_corpus.COMMANDS)
 

@@ -11,13 +11,14 @@ data=${SPEECHS2S_DATA:-}                          # corpora root: joe-lj/ (its s
 lj_metadata=                                      # LJSpeech's metadata.csv (default: DATA/LJSpeech-1.1, else download)
 corpus=$recipe_dir/data/corpus                    # generated WAVs and {train,valid,test}.jsonl
 num_train=20000                                   # about 29 h of audio
+sentences=""                                      # more train sentences (default: DATA/cv-text/sentences.txt if there)
 num_valid=300
 num_test=600
 jobs=2                                            # generator processes (one thread each)
 config=$repo/configs/asr_transformer_tiny.yaml
 manifests=$recipe_dir/data
 exp=$recipe_dir/exp/asr_transformer_tiny
-usage="Usage: $0 [--data DIR] [--stage N] [--stop-stage N] [--lj-metadata CSV] [--num-train N] [--jobs N] [--config YAML] [--exp DIR]
+usage="Usage: $0 [--data DIR] [--stage N] [--stop-stage N] [--lj-metadata CSV] [--num-train N] [--sentences FILE] [--jobs N] [--config YAML] [--exp DIR]
   stage 0: install the TTS engines (apt-get as root, pip), fetch joe-lj's sentences and FSDD
   stage 1: generate the corpus (resumable)
   stage 2: FSDD manifest (real speech)   stage 3: train   stage 4: evaluate (held-out voices, FSDD)"
@@ -37,7 +38,8 @@ fi
 
 if stage 1 "generate $num_train + $num_valid + $num_test utterances"; then
   require_data joe-lj
-  python "$recipe_dir/../local/make_corpus.py" --joe-lj "$data/joe-lj" --out "$corpus" \
+  [ -n "$sentences" ] || { [ -f "$data/cv-text/sentences.txt" ] && sentences=$data/cv-text/sentences.txt; } || true
+  python "$recipe_dir/../local/make_corpus.py" --joe-lj "$data/joe-lj" --out "$corpus" ${sentences:+--sentences "$sentences"} \
     --num-train "$num_train" --num-valid "$num_valid" --num-test "$num_test" --jobs "$jobs"
 fi
 

@@ -6,7 +6,8 @@ formants), coloured noise at a random SNR and synthetic reverberation, as 16 kHz
 
 Splits (``<out>/{train,valid,test}.jsonl``, entries ``{id, audio, duration, text, speaker}`` with
 ``speaker`` = the voice, e.g. ``espeak:en-us+f3``):
-- ``train``: joe-lj train sentences, digit strings and commands, read by every voice not held out;
+- ``train``: joe-lj train sentences (plus those of ``--sentences`` files, e.g. Common Voice's everyday
+  sentences, less the TTS held-out set), digit strings and commands, read by every voice not held out;
 - ``valid``: the first 50 joe-lj dev sentences (never in train), same voices as train;
 - ``test``: the other joe-lj dev sentences and held-out commands, read only by the ``--test-voices``
   (never heard in train or valid). LJ001/LJ003 sentences are in neither joe-lj split, so stay unseen.
@@ -31,6 +32,7 @@ from pathlib import Path
 import torch
 
 from recipes.tools.joe_lj import load_joe_voice, speak, spoken_text
+from recipes.tools.lm_text import REPO, plain_sentences
 from speechs2s.audio import audio_info, load_audio, save_audio
 from speechs2s.data.augment import add_noise, reverberate, speed_perturb
 from speechs2s.data.corpora import DIGIT_WORDS
@@ -102,13 +104,16 @@ def installed(voice: str) -> bool:
     return shutil.which({"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave"}[engine]) is not None
 
 
-def texts(joe_lj: Path) -> dict[str, tuple[list[str], list[str]]]:
-    """``(sentences, commands)`` per split; digit strings are drawn at random in :func:`plan`. Only
-    joe-lj's ``metadata.csv`` files are read (``make_joe_lj --text-only`` in tools/recipe.sh)."""
+def texts(joe_lj: Path, extra: list[Path]) -> dict[str, tuple[list[str], list[str]]]:
+    """``(sentences, commands)`` per split; digit strings are drawn at random in :func:`plan`. Read:
+    joe-lj's ``metadata.csv`` files (``make_joe_lj --text-only`` in tools/recipe.sh) and, for train only,
+    the ``extra`` sentence files less the TTS held-out sentences (never training text of any kind)."""
     train, dev = (
         [spoken_text(line) for line in (joe_lj / split / "metadata.csv").read_text(encoding="utf-8").splitlines()]
         for split in ("train", "dev")
     )
+    held_out = set(plain_sentences(REPO / "benchmarks" / "tts_heldout_sentences.txt"))
+    train += [line for path in extra for line in plain_sentences(path) if line not in held_out]
     train_commands = [c for c in COMMANDS if c not in TEST_COMMANDS]
     return {"train": (train, train_commands), "valid": (dev[:50], train_commands), "test": (dev[50:], list(TEST_COMMANDS))}
 
@@ -248,7 +253,8 @@ def _make_in_worker(job: tuple[Utterance, Path]) -> dict | None:
     return make(*job, _synthesizer)
 
 
-def generate(out: Path, counts: dict[str, int], joe_lj: Path, test_voices: list[str], jobs: int, seed: int) -> None:
+def generate(out: Path, counts: dict[str, int], joe_lj: Path, sentences: list[Path], test_voices: list[str], jobs: int,
+             seed: int) -> None:
     from tqdm import tqdm
 
     voices = [voice for voice in all_voices() if installed(voice)]
@@ -260,7 +266,7 @@ def generate(out: Path, counts: dict[str, int], joe_lj: Path, test_voices: list[
         sys.exit(f"error: unknown --test-voices {', '.join(sorted(unknown))}")
     split_voices = {"test": [v for v in voices if v in test_voices]}
     split_voices["train"] = split_voices["valid"] = [v for v in voices if v not in test_voices]
-    split_texts = texts(joe_lj)
+    split_texts = texts(joe_lj, sentences)
     with multiprocessing.Pool(jobs, initializer=_init_worker) as pool:
         for split, count in counts.items():
             if not count:
@@ -285,6 +291,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--joe-lj", type=Path, required=True, help="joe-lj corpus (text source), e.g. $SPEECHS2S_DATA/joe-lj")
     parser.add_argument("--out", type=Path, required=True, help="output folder (wavs/ and {train,valid,test}.jsonl)")
+    parser.add_argument("--sentences", type=Path, action="append", default=[],
+                        help="more train sentences, one per line (e.g. $SPEECHS2S_DATA/cv-text/sentences.txt)")
     parser.add_argument("--num-train", type=int, default=20000)
     parser.add_argument("--num-valid", type=int, default=300)
     parser.add_argument("--num-test", type=int, default=600)
@@ -293,7 +301,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     counts = {"train": args.num_train, "valid": args.num_valid, "test": args.num_test}
-    generate(args.out, counts, args.joe_lj, args.test_voices.split(","), args.jobs, args.seed)
+    try:
+        generate(args.out, counts, args.joe_lj, args.sentences, args.test_voices.split(","), args.jobs, args.seed)
+    except OSError as error:
+        sys.exit(f"error: {error.filename}: {error.strerror}")
 
 
 if __name__ == "__main__":
