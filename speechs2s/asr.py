@@ -21,6 +21,11 @@ frame, widened over the frames around it that still sound (:func:`speechs2s.vad.
 CTC emits a token on a frame or two; never into the neighbouring words. A model trained without CTC
 head (``ctc_weight: 0``) gives words without times or confidence (``None``), as does a piece whose
 hypothesis has more tokens than CTC can place.
+
+Hotwords (contextual biasing, :mod:`speechs2s.decode.hotwords`): names and terms the recogniser should
+favour, e.g. ``load_asr("default", hotwords=["Nguyen", "Kubernetes"])`` or per call
+``asr.transcribe("a.wav", hotwords=[...], hotword_bonus=3.0)``. Each completed phrase earns
+``hotword_bonus`` per token in beam search; a partial match that fails earns nothing.
 """
 import dataclasses
 import time
@@ -35,8 +40,9 @@ from tqdm import tqdm
 
 from speechs2s.audio import AudioSource, FeatureConfig, LogMel, audio_info, load_audio, source_name
 from speechs2s.decode.align import align_tokens
-from speechs2s.decode.asr import DecodeConfig, decode_encoded
-from speechs2s.errors import AudioError, ManifestError, SpeechS2SError
+from speechs2s.decode.asr import DecodeConfig, decode_encoded, search_ctc_weight
+from speechs2s.decode.hotwords import DEFAULT_BONUS, build_context_graph
+from speechs2s.errors import AudioError, ConfigError, ManifestError, SpeechS2SError
 from speechs2s.vad import VADConfig, file_frame_levels, frame_levels, has_speech, sounding, speech_segments
 
 # a file (path or seekable binary file object), or a waveform: mono (T,), float in [-1, 1], with its sample_rate
@@ -122,7 +128,8 @@ class ASR:
 
     def __init__(self, model, tokenizer, features: FeatureConfig, device: str | torch.device | None = None,
                  max_segment_seconds: float = 20.0, batch_seconds: float | None = None, vad: VADConfig | None = None,
-                 lm=None, decode: DecodeConfig | None = None):
+                 lm=None, decode: DecodeConfig | None = None, hotwords: list[str] | None = None,
+                 hotword_bonus: float = DEFAULT_BONUS):
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
         self.lm = lm.to(self.device).eval() if lm is not None else None  # shallow fusion in beam search
@@ -134,29 +141,48 @@ class ASR:
         # joe-lj dev RTF 0.051 at 30 s, 0.070 at 240 s, 1 thread); a GPU wants them big
         self.batch_seconds = batch_seconds or (240.0 if self.device.type == "cuda" else 30.0)
         self.vad = dataclasses.replace(vad or VADConfig(), max_segment_seconds=max_segment_seconds)
+        self.set_hotwords(hotwords, hotword_bonus)
+
+    def set_hotwords(self, hotwords: list[str] | None, bonus: float = DEFAULT_BONUS) -> None:
+        """Bias every later call towards these phrases (None or ``[]``: no biasing); ``bonus`` per token
+        of a completed phrase. A phrase the tokenizer cannot spell raises :class:`ConfigError`."""
+        self.hotwords, self.hotword_bonus = list(hotwords or []), bonus
+        self.context = build_context_graph(self.hotwords, self.tokenizer, bonus)
+
+    def _context(self, hotwords, bonus):
+        """The hotword graph of a call: its own list and bonus, else the recogniser's."""
+        if hotwords is None and bonus is None:
+            return self.context
+        phrases = self.hotwords if hotwords is None else hotwords
+        return build_context_graph(phrases, self.tokenizer, self.hotword_bonus if bonus is None else bonus)
 
     def transcribe(self, audio: Audio | list[Audio], decode: DecodeConfig | None = None, *,
-                   sample_rate: int | None = None) -> Transcript | list[Transcript]:
+                   sample_rate: int | None = None, hotwords: list[str] | None = None,
+                   hotword_bonus: float | None = None) -> Transcript | list[Transcript]:
         """The :class:`Transcript` (``.text``, ``.segments``, ``.words``) of one input, or a list of them
         for a list of inputs (decoded together in batches).
 
         A waveform (numpy array or tensor, mono ``(T,)``, float in [-1, 1]) needs its ``sample_rate``
         (any rate: it is resampled to the model's). Raises the first input's :class:`SpeechS2SError`
-        if any input fails; :meth:`transcribe_files` reports failures per input instead.
+        if any input fails; :meth:`transcribe_files` reports failures per input instead. ``hotwords`` and
+        ``hotword_bonus`` replace the recogniser's (:meth:`set_hotwords`) for this call (``[]``: none).
         """
         single = not isinstance(audio, (list, tuple))
-        transcripts = self.transcribe_files([audio] if single else audio, decode, sample_rate=sample_rate)
+        transcripts = self.transcribe_files([audio] if single else audio, decode, sample_rate=sample_rate,
+                                            hotwords=hotwords, hotword_bonus=hotword_bonus)
         for transcript in transcripts:
             if transcript.failure:
                 raise transcript.failure
         return transcripts[0] if single else transcripts
 
     def transcribe_files(self, inputs: list[Audio], decode: DecodeConfig | None = None,
-                         progress: bool = False, *, sample_rate: int | None = None) -> list[Transcript]:
+                         progress: bool = False, *, sample_rate: int | None = None,
+                         hotwords: list[str] | None = None, hotword_bonus: float | None = None) -> list[Transcript]:
         """One :class:`Transcript` per input, in order; an input that fails (unreadable file, ...) gets
         its ``failure`` set and the others are still transcribed. Waveforms are as in :meth:`transcribe`;
         a waveform without ``sample_rate`` raises :class:`AudioError` at once (a mistake in the call)."""
-        return self._run([self._input(audio, sample_rate) for audio in inputs], decode or self.decode, progress)
+        context = self._context(hotwords, hotword_bonus)
+        return self._run([self._input(audio, sample_rate) for audio in inputs], decode or self.decode, progress, context)
 
     def _input(self, audio: Audio, sample_rate: int | None) -> _Input:
         """A file as is; a waveform checked and resampled to the model's rate."""
@@ -176,9 +202,11 @@ class ASR:
         return _Input(wav)
 
     def evaluate(self, manifest: str | Path | list[dict], decode: DecodeConfig | None = None,
-                 progress: bool = False) -> "Evaluation":
+                 progress: bool = False, *, hotwords: list[str] | None = None,
+                 hotword_bonus: float | None = None) -> "Evaluation":
         """Transcribe every entry of a manifest (path or entries with ``audio`` and ``text``; ``start``/``end``
-        honoured) and score it. An entry that fails to transcribe counts with an empty hypothesis."""
+        honoured) and score it. An entry that fails to transcribe counts with an empty hypothesis.
+        ``hotwords``, ``hotword_bonus`` as in :meth:`transcribe`."""
         from speechs2s.data.manifest import read_manifest
 
         where = "manifest" if isinstance(manifest, list) else manifest
@@ -187,10 +215,14 @@ class ASR:
             if "text" not in entry:
                 raise ManifestError(f"{where}: entry {entry['id']!r} has no text to score against")
         inputs = [_Input(entry["audio"], entry.get("start", 0.0), entry.get("end")) for entry in entries]
-        transcripts = self._run(inputs, decode or self.decode, progress)
+        context = self._context(hotwords, hotword_bonus)
+        transcripts = self._run(inputs, decode or self.decode, progress, context)
         return Evaluation([_score(entry, transcript) for entry, transcript in zip(entries, transcripts)])
 
-    def _run(self, inputs: list[_Input], config: DecodeConfig, progress: bool) -> list[Transcript]:
+    def _run(self, inputs: list[_Input], config: DecodeConfig, progress: bool, context=None) -> list[Transcript]:
+        if context is not None and (config.mode != "beam" or search_ctc_weight(self.model, config.ctc_weight) == 1):
+            raise ConfigError("hotwords work in the joint attention/CTC beam search only "
+                              "(decode mode beam with a CTC weight below 1 and a model with an attention decoder)")
         transcripts = [Transcript(item.name) for item in inputs]
         pieces = []
         for index, item in enumerate(inputs):
@@ -203,7 +235,7 @@ class ASR:
         batches = self._batches(pieces)
         for batch in tqdm(batches, desc="transcribe", unit="batch", disable=not progress, leave=False):
             began = time.perf_counter()
-            segments = self._decode_batch(inputs, batch, transcripts, config)
+            segments = self._decode_batch(inputs, batch, transcripts, config, context)
             elapsed = time.perf_counter() - began
             total = sum(piece.end - piece.start for piece in batch)
             for piece, segment in zip(batch, segments):
@@ -258,7 +290,7 @@ class ASR:
 
     @torch.no_grad()
     def _decode_batch(self, inputs: list[_Input], batch: list[_Piece], transcripts: list[Transcript],
-                      config: DecodeConfig) -> list[Segment | None]:
+                      config: DecodeConfig, context=None) -> list[Segment | None]:
         """The segment of each piece of a batch (None for silent or failed ones; failures are set on the transcript)."""
         sample_rate = self.features.sample_rate
         wavs = {}
@@ -281,7 +313,7 @@ class ASR:
         dtype = next(self.model.parameters()).dtype
         enc, enc_lengths = self.model.encode(features.to(dtype), feature_lengths)
         tokens = decode_encoded(self.model, enc, enc_lengths, config, self.tokenizer.eos_id, self.tokenizer.blank_id,
-                                self.lm)
+                                self.lm, context)
         ctc_log_probs = self.model.ctc_log_probs(enc) if self.model.config.ctc_weight > 0 else None
         for row, (i, ids) in enumerate(zip(wavs, tokens)):
             piece, frames = batch[i], int(enc_lengths[row])
@@ -381,7 +413,7 @@ def load_asr(name_or_path: str | Path = "default", device: str | torch.device | 
     name (``"default"``); ``device`` defaults to CUDA when available. ``lm``: a language model trained with
     this model's tokenizer, fused into beam search with the weights tuned for it (``fusion.json``; pass
     ``decode=DecodeConfig(lm_weight=..., length_bonus=...)`` to override). ``options`` go to :class:`ASR`
-    (``max_segment_seconds``, ``batch_seconds``, ``vad``, ``decode``)."""
+    (``max_segment_seconds``, ``batch_seconds``, ``vad``, ``decode``, ``hotwords``, ``hotword_bonus``)."""
     from speechs2s.checkpoint import load_checkpoint
     from speechs2s.utils import select_device
 

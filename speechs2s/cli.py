@@ -9,6 +9,7 @@ import click
 
 from speechs2s.errors import ConfigError, SpeechS2SError
 
+DEFAULT_HOTWORD_BONUS = 4.0  # speechs2s.decode.hotwords.DEFAULT_BONUS (not imported: keeps --help fast)
 THREADS_HELP = "CPU threads for torch (default: one per core that no other process keeps busy)."
 
 
@@ -172,6 +173,11 @@ def _asr_options(command):
                                   "fused into beam search with the weights stored by 'speechs2s tune-lm'."),
         click.option("--lm-weight", type=click.FloatRange(min=0), help="Override the LM weight (0 turns it off)."),
         click.option("--length-bonus", type=float, help="Override the per-token length bonus that goes with the LM."),
+        click.option("--hotwords", help='Names and terms to favour, comma-separated: "Nguyen, Kubernetes, Oyelaran".'),
+        click.option("--hotwords-file", type=click.Path(dir_okay=False, path_type=str),
+                     help="Hotword phrases, one per line (# starts a comment); adds to --hotwords."),
+        click.option("--hotword-bonus", type=click.FloatRange(min=0), default=DEFAULT_HOTWORD_BONUS, show_default=True,
+                     help="Score bonus per token of a completed hotword phrase in beam search."),
         click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
         click.option("--threads", type=click.IntRange(min=1), help=THREADS_HELP),
     ]
@@ -180,15 +186,22 @@ def _asr_options(command):
     return command
 
 
-def _load_recognizer(model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads):
+def _load_recognizer(model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads,
+                     hotwords=None, hotwords_file=None, hotword_bonus=DEFAULT_HOTWORD_BONUS):
     """``(ASR, DecodeConfig)`` from the shared options."""
     import dataclasses
 
     from speechs2s.asr import load_asr
+    from speechs2s.decode.hotwords import parse_hotwords, read_hotwords_file
     from speechs2s.utils import set_threads
 
+    phrases = parse_hotwords(hotwords) if hotwords is not None else []
+    if hotwords is not None and not phrases:
+        raise ConfigError("--hotwords: no phrases given (comma-separated, e.g. --hotwords \"Nguyen, Kubernetes\")")
+    if hotwords_file is not None:
+        phrases += read_hotwords_file(hotwords_file)
     set_threads(threads)
-    asr = load_asr(model_name, device, lm=lm)
+    asr = load_asr(model_name, device, lm=lm, hotwords=phrases, hotword_bonus=hotword_bonus)
     decode = dataclasses.replace(asr.decode, mode="beam", beam_size=beam, ctc_weight=ctc_weight)
     if lm_weight is not None:
         decode.lm_weight = lm_weight
@@ -246,8 +259,8 @@ def _check_stems(pairs: list[tuple[object, str | None]]) -> None:
               help="Also write each transcript as a file of this format into --output-dir.")
 @click.option("-o", "--output-dir", type=click.Path(path_type=str),
               help="Folder for the transcript files (default: the current folder; alone: every format).")
-def transcribe(inputs, model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads, as_json,
-               output_format, output_dir):
+def transcribe(inputs, model_name, beam, ctc_weight, lm, lm_weight, length_bonus, hotwords, hotwords_file,
+               hotword_bonus, device, threads, as_json, output_format, output_dir):
     """Transcribe audio INPUTS: files (any format soundfile reads), folders (their audio files,
     recursively) or - (audio bytes on stdin). Long files are split at silences.
 
@@ -261,6 +274,7 @@ def transcribe(inputs, model_name, beam, ctc_weight, lm, lm_weight, length_bonus
       speechs2s transcribe speech.wav
       speechs2s transcribe recordings/ -f srt -o subtitles/
       speechs2s transcribe *.flac --model exp/librispeech/final --beam 10 --json > out.json
+      speechs2s transcribe meeting.wav --hotwords "Nguyen, Kubernetes, Oyelaran"
       curl -s https://example.com/talk.mp3 | speechs2s transcribe - -f all
     """
     import json
@@ -279,7 +293,8 @@ def transcribe(inputs, model_name, beam, ctc_weight, lm, lm_weight, length_bonus
         except OSError as error:
             raise SpeechS2SError(f"{output_dir}: cannot create the output folder ({write_error_reason(error)})") from None
     files = [audio for audio, _ in pairs if not isinstance(audio, Transcript)]
-    asr, decode = _load_recognizer(model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads)
+    asr, decode = _load_recognizer(model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads,
+                                   hotwords, hotwords_file, hotword_bonus)
     decoded = iter(asr.transcribe_files(files, decode, progress=len(files) > 1 and sys.stderr.isatty()))
     transcripts = [audio if isinstance(audio, Transcript) else next(decoded) for audio, _ in pairs]
     for transcript in transcripts:
@@ -306,7 +321,8 @@ def transcribe(inputs, model_name, beam, ctc_weight, lm, lm_weight, length_bonus
 @_asr_options
 @click.option("--report", type=click.Path(dir_okay=False, path_type=str),
               help="Write a per-utterance TSV (id, ref, hyp, sub, del, ins, error) here.")
-def evaluate(manifest, model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads, report):
+def evaluate(manifest, model_name, beam, ctc_weight, lm, lm_weight, length_bonus, hotwords, hotwords_file,
+             hotword_bonus, device, threads, report):
     """Transcribe a test manifest and print WER, CER (normalised text) and real-time factor.
 
     Utterances that fail to read count as all-deleted, are listed on stderr, and make the exit
@@ -316,7 +332,8 @@ def evaluate(manifest, model_name, beam, ctc_weight, lm, lm_weight, length_bonus
     Example:
       speechs2s evaluate --model exp/fsdd/final --manifest data/fsdd_test.jsonl --report exp/fsdd/test.tsv
     """
-    asr, decode = _load_recognizer(model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads)
+    asr, decode = _load_recognizer(model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads,
+                                   hotwords, hotwords_file, hotword_bonus)
     evaluation = asr.evaluate(manifest, decode, progress=sys.stderr.isatty())
     for row in evaluation.rows:
         if row["error"]:
@@ -334,7 +351,8 @@ def evaluate(manifest, model_name, beam, ctc_weight, lm, lm_weight, length_bonus
 @_asr_options
 @click.option("--weights", default="0.1,0.2,0.3,0.4,0.5", show_default=True, help="LM weights to try (0 is always tried).")
 @click.option("--bonuses", default="0,0.5,1,1.5", show_default=True, help="Length bonuses to try with each weight.")
-def tune_lm(manifest, model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads, weights, bonuses):
+def tune_lm(manifest, model_name, beam, ctc_weight, lm, lm_weight, length_bonus, hotwords, hotwords_file,
+            hotword_bonus, device, threads, weights, bonuses):
     """Choose the LM weight and length bonus with the lowest WER on MANIFEST and store them with the LM.
 
     They go to fusion.json in the LM's folder, with the WER of every pair tried; --lm DIR then uses them.
@@ -348,7 +366,8 @@ def tune_lm(manifest, model_name, beam, ctc_weight, lm, lm_weight, length_bonus,
     if not lm:
         raise ConfigError("tune-lm: --lm DIR is required")
     grids = [_floats(weights, "--weights"), _floats(bonuses, "--bonuses")]
-    asr, decode = _load_recognizer(model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads)
+    asr, decode = _load_recognizer(model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads,
+                                   hotwords, hotwords_file, hotword_bonus)
     report = tune_fusion(asr, lm, manifest, *grids, decode, progress=sys.stderr.isatty())
     for run in report["runs"]:
         click.echo(f"lm_weight {run['lm_weight']:g}  length_bonus {run['length_bonus']:g}  "

