@@ -105,3 +105,10 @@ def test_cli_hotwords_options(checkpoint, corpora, tmp_path):  # noqa: F811
     assert result.exit_code == 1 and result.stderr == f"error: {words}: no hotword phrases in this file (one per line)\n"
     result = CliRunner().invoke(main, ["evaluate", "--manifest", str(manifest), *decode, "--hotwords", "zero"])
     assert result.exit_code == 0 and "WER" in result.stdout
+
+
+def test_cli_default_bonus_is_the_library_default():
+    from speechs2s import cli
+    from speechs2s.decode.hotwords import DEFAULT_BONUS
+
+    assert cli.DEFAULT_HOTWORD_BONUS == DEFAULT_BONUS  # cli.py restates it so that --help does not import torch

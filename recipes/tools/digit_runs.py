@@ -14,23 +14,24 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import soundfile
 import torch
 
 from speechs2s.audio import load_audio
 from speechs2s.data.manifest import read_manifest, write_manifest
 from speechs2s.errors import SpeechS2SError
+from speechs2s.vad import frame_levels
 
 SAMPLE_RATE = 16000
 
 
 def trim_silence(wav: torch.Tensor, threshold_db: float = -40.0, frame: int = 160) -> torch.Tensor:
     """``wav`` (T,) without the leading and trailing 10 ms frames quieter than ``threshold_db`` below its peak."""
-    frames = wav[: len(wav) // frame * frame].reshape(-1, frame)
-    if not len(frames):
+    levels = frame_levels(wav, frame)
+    if not len(levels):
         return wav
-    energy_db = 10 * torch.log10(frames.pow(2).mean(dim=1) + 1e-10)
-    voiced = torch.nonzero(energy_db > energy_db.max() + threshold_db).flatten()
+    voiced = np.flatnonzero(levels > levels.max() + threshold_db)
     return wav[int(voiced[0]) * frame: (int(voiced[-1]) + 1) * frame]
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 RESERVED_CHAPTERS = ("LJ001-", "LJ002-", "LJ003-")
 REPO = Path(__file__).resolve().parents[2]
+HELD_OUT_SENTENCES = REPO / "benchmarks" / "tts_heldout_sentences.txt"  # the TTS held-out set: never training text
 
 
 def ljspeech_sentences(path: Path) -> list[str]:
@@ -35,7 +36,7 @@ def main() -> None:
     parser.add_argument("--ljspeech", type=Path, action="append", default=[], help="LJSpeech-style metadata.csv")
     parser.add_argument("--sentences", type=Path, action="append", default=[], help="one sentence per line")
     parser.add_argument("--exclude", type=Path, action="append",
-                        default=[REPO / "benchmarks" / "tts_heldout_sentences.txt"])
+                        default=[HELD_OUT_SENTENCES])
     args = parser.parse_args()
     try:
         excluded = {line for path in args.exclude for line in plain_sentences(path)}

@@ -71,13 +71,21 @@ class AudioDataset(Dataset):
     def _generator(self, index: int) -> torch.Generator:
         return torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & (2**63 - 1))
 
-    def _load(self, index: int, generator: torch.Generator) -> torch.Tensor | None:
-        """Waveform ``(T,)`` at the feature rate, speed-perturbed; ``None`` (logged) if unreadable."""
-        entry = self.entries[index]
+    def _read(self, entry: dict, start: float = 0.0, end: float | None = None) -> torch.Tensor | None:
+        """Seconds ``start``..``end`` (``None``: its end) of an entry's audio (itself maybe a segment) as a
+        waveform ``(T,)`` at the feature rate; ``None`` (logged) if unreadable."""
+        offset = entry.get("start", 0.0)
         try:
-            wav = load_audio(entry["audio"], self.features.sample_rate, entry.get("start", 0.0), entry.get("end"))
+            return load_audio(entry["audio"], self.features.sample_rate, offset + start,
+                              entry.get("end") if end is None else offset + end)
         except AudioError as error:
             log.warning("skipping %r: %s", entry["id"], error)
+            return None
+
+    def _load(self, index: int, generator: torch.Generator) -> torch.Tensor | None:
+        """Waveform ``(T,)`` at the feature rate, speed-perturbed; ``None`` (logged) if unreadable."""
+        wav = self._read(self.entries[index])
+        if wav is None:
             return None
         factor = self.speed_factors[int(torch.randint(len(self.speed_factors), (), generator=generator))]
         wav = speed_perturb(wav, self.features.sample_rate, factor)
@@ -225,22 +233,21 @@ class VocoderDataset(AudioDataset):
         hop, samples = self.features.hop_length, self.segment_frames * self.features.hop_length
         total = round(entry["duration"] * self.features.sample_rate)
         first = int(torch.randint(max(0, total - samples) // hop + 1, (), generator=generator))
-        context = -(-self.features.n_fft // 2 // hop)  # frames either side that the STFT windows reach
-        start, end = max(0, first - context), (first + self.segment_frames + context) * hop
-        item = self._piece(entry, start, end if end < total else None, first - start)
-        if item is not None and len(item["wav"]) < samples:  # a short utterance, or shorter than its manifest says
-            item = self._piece(entry, 0, None, min(first, max(0, total - samples) // hop), pad_to=samples)
-        return item
+        if total > samples:
+            context = -(-self.features.n_fft // 2 // hop)  # frames either side that the STFT windows reach
+            start, end = max(0, first - context), (first + self.segment_frames + context) * hop
+            item = self._piece(entry, start, end if end < total else None, first - start)
+            if item is None or len(item["wav"]) == samples:
+                return item
+        # a short utterance, or one shorter than its manifest says: read whole, zero-padded
+        return self._piece(entry, 0, None, min(first, max(0, total - samples) // hop), pad_to=samples)
 
     def _piece(self, entry: dict, start: int, end: int | None, first: int, pad_to: int = 0) -> dict | None:
         """Read frames ``start`` (at ``hop_length``) to sample ``end`` (``None``: the end), zero-padded to
         ``pad_to`` samples, and cut the segment that begins ``first`` frames in; ``None`` (logged) if unreadable."""
-        rate, offset, hop = self.features.sample_rate, entry.get("start", 0.0), self.features.hop_length
-        try:
-            wav = load_audio(entry["audio"], rate, offset + start * hop / rate,
-                             entry.get("end") if end is None else offset + end / rate)
-        except AudioError as error:
-            log.warning("skipping %r: %s", entry["id"], error)
+        rate, hop = self.features.sample_rate, self.features.hop_length
+        wav = self._read(entry, start * hop / rate, None if end is None else end / rate)
+        if wav is None:
             return None
         wav = torch.nn.functional.pad(wav, (0, max(0, pad_to - wav.numel())))
         first = min(first, (wav.numel() - self.segment_frames * hop) // hop)

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from recipes.tools.joe_lj import load_joe_voice, speak, spoken_text
-from recipes.tools.lm_text import REPO, plain_sentences
+from recipes.tools.lm_text import HELD_OUT_SENTENCES, plain_sentences
 from speechs2s.audio import audio_info, load_audio, save_audio
 from speechs2s.data.augment import add_noise, reverberate, speed_perturb
 from speechs2s.data.corpora import DIGIT_WORDS
@@ -112,7 +112,7 @@ def texts(joe_lj: Path, extra: list[Path]) -> dict[str, tuple[list[str], list[st
         [spoken_text(line) for line in (joe_lj / split / "metadata.csv").read_text(encoding="utf-8").splitlines()]
         for split in ("train", "dev")
     )
-    held_out = set(plain_sentences(REPO / "benchmarks" / "tts_heldout_sentences.txt"))
+    held_out = set(plain_sentences(HELD_OUT_SENTENCES))
     train += [line for path in extra for line in plain_sentences(path) if line not in held_out]
     train_commands = [c for c in COMMANDS if c not in TEST_COMMANDS]
     return {"train": (train, train_commands), "valid": (dev[:50], train_commands), "test": (dev[50:], list(TEST_COMMANDS))}
