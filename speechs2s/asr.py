@@ -158,6 +158,15 @@ class ASR:
         a waveform without ``sample_rate`` raises :class:`AudioError` at once (a mistake in the call)."""
         return self._run([self._input(audio, sample_rate) for audio in inputs], decode or self.decode, progress)
 
+    def stream(self, chunk_size: int = 16, left_chunks: int = -1, decode: DecodeConfig | None = None):
+        """A :class:`~speechs2s.decode.stream.Stream` for one utterance arriving block by block:
+        ``accept(samples) -> partial text``, ``finish() -> Transcript``. ``chunk_size``: encoder frames per
+        chunk (×4 subsampling: 40 ms each), ``left_chunks``: earlier chunks each frame sees (-1: all);
+        ``decode``: its ``beam_size`` and ``ctc_weight`` (of the attention rescoring) are used."""
+        from speechs2s.decode.stream import Stream
+
+        return Stream(self, chunk_size, left_chunks, decode or self.decode)
+
     def _input(self, audio: Audio, sample_rate: int | None) -> _Input:
         """A file as is; a waveform checked and resampled to the model's rate."""
         if not isinstance(audio, (np.ndarray, torch.Tensor)):
