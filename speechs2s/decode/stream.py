@@ -19,7 +19,10 @@ Any Transformer or causal-convolution Conformer ASR model streams; one trained w
 ``dynamic_chunk_training`` at little cost.
 """
 import time
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -164,3 +167,25 @@ def attention_rescoring(model, enc: torch.Tensor, hyps: list[Hypothesis], ctc_we
         hyps = [Hypothesis(h.tokens, weight * h.score + (1 - weight) * float(att))
                 for h, att in zip(hyps, token_scores.sum(-1))]
     return sorted(hyps, key=lambda h: h.score, reverse=True)
+
+
+def paced(blocks: Iterable[torch.Tensor], sample_rate: int) -> Iterator[torch.Tensor]:
+    """Yield audio ``blocks`` no faster than they would arrive live: each once the clock has run the
+    duration of all blocks up to and including it (a file read as if it were a microphone)."""
+    start, seconds = time.monotonic(), 0.0
+    for block in blocks:
+        seconds += len(block) / sample_rate
+        time.sleep(max(0.0, start + seconds - time.monotonic()))
+        yield block
+
+
+def pcm_blocks(source: BinaryIO, block_bytes: int = 3200) -> Iterator[torch.Tensor]:
+    """Raw mono 16-bit little-endian PCM (e.g. ``arecord -f S16_LE -r 16000 -c 1``) read as it arrives
+    -> float blocks ``(n,)`` in [-1, 1] of at most ``block_bytes / 2`` samples (0.1 s at 16 kHz)."""
+    read = getattr(source, "read1", source.read)  # read1: what is there now, without waiting for a full block
+    rest = b""
+    while data := read(block_bytes):
+        data, rest = rest + data, b""
+        if len(data) % 2:
+            data, rest = data[:-1], data[-1:]
+        yield torch.from_numpy(np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768)
