@@ -34,8 +34,8 @@ class ConvolutionModule(nn.Module):
         super().__init__()
         self.input_norm = nn.LayerNorm(d_model)
         self.pointwise_in = nn.Linear(d_model, 2 * d_model)
-        self.padding = (kernel_size - 1, 0) if causal else (kernel_size // 2, kernel_size // 2)  # (left, right) frames
-        self.depthwise = nn.Conv1d(d_model, d_model, kernel_size, groups=d_model)
+        self.causal_padding = kernel_size - 1 if causal else 0  # past frames padded on the left (causal)
+        self.depthwise = nn.Conv1d(d_model, d_model, kernel_size, padding=0 if causal else kernel_size // 2, groups=d_model)
         self.norm = nn.BatchNorm1d(d_model) if norm == "batch" else nn.LayerNorm(d_model)
         self.pointwise_out = nn.Linear(d_model, d_model)
         self.dropout = nn.Dropout(dropout)
@@ -44,7 +44,7 @@ class ConvolutionModule(nn.Module):
         """``x (B, T, D)``, ``valid (B, T)`` bool -> ``(B, T, D)``, zero on padded frames."""
         h = nn.functional.glu(self.pointwise_in(self.input_norm(x)), dim=-1)
         h = h.masked_fill(~valid[..., None], 0.0).transpose(1, 2)
-        h = self.depthwise(nn.functional.pad(h, self.padding)).transpose(1, 2)
+        h = self.depthwise(nn.functional.pad(h, (self.causal_padding, 0))).transpose(1, 2)
         normed = self.norm(h[valid])  # (frames, D): statistics of valid frames only
         h = normed.new_zeros(h.shape).index_put((valid,), normed)
         return self.dropout(self.pointwise_out(nn.functional.silu(h)))
