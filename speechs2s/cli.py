@@ -249,8 +249,8 @@ def _check_stems(pairs: list[tuple[object, str | None]]) -> None:
 @click.option("--stream", is_flag=True,
               help="Decode one input as it arrives, printing partial text: a file at real-time pace, or - "
                    "(raw 16-bit little-endian mono PCM at the model's rate, 16 kHz) as stdin delivers it.")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=16, show_default=True,
-              help="--stream: encoder frames per chunk (40 ms each at x4 subsampling).")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="--stream: encoder frames per chunk (40 ms each at x4 subsampling): latency against accuracy.")
 @click.option("--left-chunks", type=click.IntRange(min=-1), default=-1, show_default=True,
               help="--stream: earlier chunks each frame attends to (-1: all).")
 @click.option("--no-pace", is_flag=True, help="--stream: read a file as fast as it decodes, not in real time.")

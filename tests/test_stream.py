@@ -5,7 +5,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from speechs2s.asr import load_asr
+from speechs2s.asr import ASR, load_asr
 from speechs2s.audio import load_audio
 from speechs2s.cli import main
 from speechs2s.decode.stream import two_pass_decode
@@ -92,10 +92,15 @@ def test_streaming_equals_chunkwise_offline_decode(asr, speech, chunk_size, left
 def test_streaming_needs_a_ctc_head_and_chunks(asr):
     with pytest.raises(ConfigError, match="chunk_size >= 1"):
         asr.stream(chunk_size=0)
+    for name, options in [("transformer_asr", {"ctc_weight": 0.0}), ("lstm_asr", {})]:
+        other = ASR(build_model(name, {**({} if name == "lstm_asr" else TINY), "vocab_size": 20, **options}),
+                    asr.tokenizer, asr.features, "cpu")
+        with pytest.raises(ConfigError, match="CTC head" if options else "Transformer or Conformer"):
+            other.stream()
     assert asr.stream().finish().text == ""  # no audio: an empty transcript
 
 
-def final_text(asr, wav, chunk_size=16) -> str:
+def final_text(asr, wav, chunk_size=None) -> str:
     stream = asr.stream(chunk_size)
     stream.accept(wav)
     return stream.finish().text
@@ -108,11 +113,11 @@ def test_cli_stream_file_and_stdin(asr, speech, tmp_path):
     lines = result.stdout.splitlines()
     assert lines[0].startswith("partial: ") and len(lines) > 2 and lines[-1] == f"final: {final_text(asr, wav)}"
     pcm = (wav * 32768).round().clamp(-32768, 32767).short()  # raw s16le on stdin, as arecord writes it
-    result = CliRunner().invoke(main, ["transcribe", "--stream", "-", "--json", "--chunk-size", "8", "--threads", "1"],
+    result = CliRunner().invoke(main, ["transcribe", "--stream", "-", "--json", "--chunk-size", "4", "--threads", "1"],
                                 input=pcm.numpy().tobytes())
     assert result.exit_code == 0, result.output
     transcript = json.loads(result.stdout[result.stdout.index("{"):])
-    assert transcript["text"] == final_text(asr, pcm / 32768, 8) and transcript["file"] == "<stdin>"
+    assert transcript["text"] == final_text(asr, pcm / 32768, 4) and transcript["file"] == "<stdin>"
     result = CliRunner().invoke(main, ["transcribe", "--stream", str(speech), str(speech)])
     assert result.exit_code == 1 and result.stderr.startswith("error: --stream takes one input")
     result = CliRunner().invoke(main, ["transcribe", "--stream", "--no-pace", str(tmp_path / "missing.wav")])

@@ -1,6 +1,6 @@
 """Streaming ASR: text while the audio still arrives (WeNet U2 two-pass decoding, Zhang et al. 2020).
 
->>> stream = load_asr("default").stream(chunk_size=16)
+>>> stream = load_asr("default").stream(chunk_size=8)
 >>> for block in blocks:                 # float samples (n,) at the model's rate, any block size
 ...     print(stream.accept(block))      # partial text: CTC prefix beam search over the frames so far
 >>> stream.finish().text                 # final text: the CTC n-best rescored by the attention decoder
@@ -30,12 +30,16 @@ from speechs2s.decode.asr import DecodeConfig, Hypothesis, ctc_prefix_beams, pre
 from speechs2s.errors import ConfigError
 from speechs2s.nn.masks import sequence_mask
 
+# encoder frames per chunk by default: 8 x 40 ms = 0.32 s, so that the first partial comes within 0.5 s
+# of speech with the bundled model (benchmarks/results/streaming)
+DEFAULT_CHUNK_SIZE = 8
+
 
 class Stream:
     """One utterance decoded as its audio arrives: :meth:`accept` blocks of samples (partial text back),
     then :meth:`finish` (the :class:`Transcript`). Made by :meth:`ASR.stream`."""
 
-    def __init__(self, asr, chunk_size: int = 16, left_chunks: int = -1, decode: DecodeConfig | None = None):
+    def __init__(self, asr, chunk_size: int = DEFAULT_CHUNK_SIZE, left_chunks: int = -1, decode: DecodeConfig | None = None):
         model = asr.model
         if not hasattr(model, "streaming_context"):
             raise ConfigError(f"streaming needs a Transformer or Conformer ASR model, not {type(model).__name__}")
