@@ -98,6 +98,9 @@ def test_streaming_needs_a_ctc_head_and_chunks(asr):
         with pytest.raises(ConfigError, match="CTC head" if options else "Transformer or Conformer"):
             other.stream()
     assert asr.stream().finish().text == ""  # no audio: an empty transcript
+    silence = asr.stream()
+    silence.accept(torch.randn(16000) * 1e-4)
+    assert silence.finish().text == ""  # no voice activity: no text, as offline
 
 
 def final_text(asr, wav, chunk_size=None) -> str:

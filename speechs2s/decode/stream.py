@@ -26,9 +26,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from speechs2s.asr import MIN_SECONDS, Segment, Transcript, _Piece
+from speechs2s.decode.align import align_tokens
 from speechs2s.decode.asr import DecodeConfig, Hypothesis, ctc_prefix_beams, prefix_hypotheses, search_ctc_weight
 from speechs2s.errors import ConfigError
 from speechs2s.nn.masks import sequence_mask
+from speechs2s.vad import has_speech
 
 # encoder frames per chunk by default: 8 x 40 ms = 0.32 s, so that the first partial comes within 0.5 s
 # of speech with the bundled model (benchmarks/results/streaming)
@@ -81,14 +84,12 @@ class Stream:
     @torch.no_grad()
     def finish(self):
         """End of the audio: encode the rest, rescore the CTC n-best with the attention decoder and return
-        the :class:`~speechs2s.asr.Transcript` (one segment with timed words; empty for no audio)."""
-        from speechs2s.asr import MIN_SECONDS, Segment, Transcript, _Piece
-
+        the :class:`Transcript` (one segment with timed words; empty, as offline, for audio without voice activity)."""
         began = time.perf_counter()
         sample_rate = self.asr.features.sample_rate
         duration = len(self.samples) / sample_rate
         transcript = Transcript("<stream>", duration=duration)
-        if not len(self.samples):
+        if not len(self.samples) or not has_speech(self.samples, sample_rate, self.asr.vad):
             return transcript
         self.samples = F.pad(self.samples, (0, max(0, round(MIN_SECONDS * sample_rate) - len(self.samples))))
         self._add_features(final=True)
@@ -99,8 +100,6 @@ class Stream:
         text = self.asr.tokenizer.decode(ids)
         if text:
             log_probs = self.model.ctc_log_probs(self.enc[None])[0]
-            from speechs2s.decode.align import align_tokens
-
             spans = align_tokens(log_probs, ids, self.asr.tokenizer.blank_id)
             frame_seconds = len(self.features) * self.hop / sample_rate / len(self.enc)
             words = self.asr._words(ids, spans, self.samples, _Piece(0, 0.0, duration, False), frame_seconds)
@@ -112,9 +111,10 @@ class Stream:
 
     def _add_features(self, final: bool) -> None:
         """Append the log-mel frames whose centred STFT window lies inside the samples received (all of
-        them when ``final``, the last ones with reflect padding as offline)."""
+        them when ``final``, the last ones with reflect padding as offline; the reflect padding of the
+        STFT needs one sample more than the window)."""
         known, count = len(self.features), len(self.samples)
-        ready = count // self.hop + 1 if final else max(0, (count - self.half_window) // self.hop + 1)
+        ready = count // self.hop + 1 if final else max(0, (count - self.half_window - 1) // self.hop + 1)
         if ready <= known:
             return
         first = max(0, known - -(-self.half_window // self.hop))  # frames before `known` that the new ones overlap
