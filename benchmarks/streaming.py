@@ -7,12 +7,14 @@ Each utterance is fed to ``ASR.stream`` in 40 ms blocks on a simulated real-time
 at the end of its audio and is processed once it has arrived and the previous block is done, so a
 partial appears at ``max(arrival, previous done) + processing time`` (measured, one thread). Reported:
 
-- WER of the streaming final text, of the same two-pass decoding (CTC prefix beam search, attention
-  rescoring) with full context, and of the default joint attention/CTC beam search (``transcribe``);
+- WER of the streaming final text with either final pass (``beam``: joint attention/CTC beam search over the
+  streamed encoder output, the default; ``rescore``: attention rescoring of the CTC n-best, computed from the
+  same stream's encoder output, which streaming reproduces exactly), each against the same decoding with full
+  context (``transcribe``'s beam search; CTC prefix beam search + rescoring);
 - first-partial latency: the first non-empty partial's time minus the start of speech;
 - word emission latency: for word i of the final text, the time from which every later partial holds
   it as word i (the final result's time for words only settled there), minus the word's end;
-- RTF: processing seconds per audio second.
+- RTF: processing seconds per audio second (of the stream, with the default ``beam`` final pass).
 
 Speech start and word ends come from CTC forced alignment (``decode/align.py``) of the final
 streaming text on the full-context CTC head (a CTC spike falls on or shortly after its token).
@@ -51,7 +53,8 @@ def stream_utterance(asr, wav: torch.Tensor, chunk_size: int, left_chunks: int) 
     began = time.perf_counter()
     transcript = stream.finish()
     clock += time.perf_counter() - began
-    return {"text": transcript.text, "partials": partials, "done": clock, "seconds": transcript.seconds}
+    return {"text": transcript.text, "partials": partials, "done": clock, "seconds": transcript.seconds,
+            "enc": stream.enc}
 
 
 def word_times(asr, enc: torch.Tensor, text: str, frame_seconds: float) -> list[tuple[float, float]]:
@@ -114,10 +117,11 @@ def main():
         "full_context_two_pass": {"wer": round(wer(refs, two_pass), 4), "rtf": round(two_pass_seconds / audio_seconds, 3)},
     }
     for chunk_size in map(int, args.chunk_sizes.split(",")):
-        finals, first_partial, word_latency, seconds = [], [], [], 0.0
+        finals, rescored, first_partial, word_latency, seconds = [], [], [], [], 0.0
         for wav, (enc, frame_seconds) in zip(wavs, encoded):
             run = stream_utterance(asr, wav, chunk_size, args.left_chunks)
             finals.append(run["text"])
+            rescored.append(asr.tokenizer.decode(two_pass_decode(asr.model, run["enc"], asr.decode, asr.tokenizer.eos_id)))
             seconds += run["seconds"]
             words = word_times(asr, enc, run["text"], frame_seconds)
             if not words:
@@ -126,13 +130,15 @@ def main():
             first_partial.append(first - words[0][0])
             settled = settled_times(run["text"].split(), run["partials"], run["done"])
             word_latency += [at - end for at, (_, end) in zip(settled, words)]
-        streaming_wer = wer(refs, finals)
+        beam_wer, rescore_wer = wer(refs, finals), wer(refs, rescored)
         results[f"stream_chunk{chunk_size}"] = {
             "chunk_seconds": round(chunk_size * asr.model.subsampling.factor * asr.features.hop_length
                                    / asr.features.sample_rate, 3),
-            "wer": round(streaming_wer, 4),
-            "wer_relative_to_two_pass": round(streaming_wer / results["full_context_two_pass"]["wer"] - 1, 3),
-            "wer_relative_to_beam": round(streaming_wer / results["full_context_beam"]["wer"] - 1, 3),
+            "wer_beam_final": round(beam_wer, 4),
+            "wer_beam_final_relative_to_full_context": round(beam_wer / results["full_context_beam"]["wer"] - 1, 3),
+            "wer_rescore_final": round(rescore_wer, 4),
+            "wer_rescore_final_relative_to_full_context":
+                round(rescore_wer / results["full_context_two_pass"]["wer"] - 1, 3),
             "first_partial_latency_s": summary(first_partial),
             "word_latency_s": summary(word_latency),
             "rtf": round(seconds / audio_seconds, 3),

@@ -253,9 +253,12 @@ def _check_stems(pairs: list[tuple[object, str | None]]) -> None:
               help="--stream: encoder frames per chunk (40 ms each at x4 subsampling): latency against accuracy.")
 @click.option("--left-chunks", type=click.IntRange(min=-1), default=-1, show_default=True,
               help="--stream: earlier chunks each frame attends to (-1: all).")
+@click.option("--final", type=click.Choice(["beam", "rescore"]), default="beam", show_default=True,
+              help="--stream: final pass over the streamed encoder output: joint attention/CTC beam search, "
+                   "or attention rescoring of the CTC n-best (cheaper, less accurate).")
 @click.option("--no-pace", is_flag=True, help="--stream: read a file as fast as it decodes, not in real time.")
 def transcribe(inputs, model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads, as_json,
-               output_format, output_dir, stream, chunk_size, left_chunks, no_pace):
+               output_format, output_dir, stream, chunk_size, left_chunks, final, no_pace):
     """Transcribe audio INPUTS: files (any format soundfile reads), folders (their audio files,
     recursively) or - (audio bytes on stdin). Long files are split at silences.
 
@@ -276,10 +279,10 @@ def transcribe(inputs, model_name, beam, ctc_weight, lm, lm_weight, length_bonus
     from pathlib import Path
 
     if stream:
-        if len(inputs) != 1 or output_format or output_dir or lm:
-            raise SpeechS2SError("--stream takes one input (a file or -) and no --output-format, --output-dir or --lm")
-        asr, decode = _load_recognizer(model_name, beam, ctc_weight, None, None, None, device, threads)
-        _transcribe_stream(asr.stream(chunk_size, left_chunks, decode), inputs[0], as_json, pace=not no_pace)
+        if len(inputs) != 1 or output_format or output_dir:
+            raise SpeechS2SError("--stream takes one input (a file or -) and no --output-format or --output-dir")
+        asr, decode = _load_recognizer(model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads)
+        _transcribe_stream(asr.stream(chunk_size, left_chunks, decode, final), inputs[0], as_json, pace=not no_pace)
         return
 
     from speechs2s.asr import Transcript

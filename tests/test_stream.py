@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from speechs2s.asr import ASR, load_asr
 from speechs2s.audio import load_audio
 from speechs2s.cli import main
+from speechs2s.decode.asr import decode_encoded
 from speechs2s.decode.stream import two_pass_decode
 from speechs2s.errors import ConfigError
 from speechs2s.models import build_model
@@ -73,17 +74,20 @@ def speech(corpora):
     return corpora / "joe-lj/dev/wavs/LJ002-0076.ogg"  # 2.9 s: "The state side contained twelve good-sized rooms,"
 
 
-@pytest.mark.parametrize("chunk_size, left_chunks", [(8, -1), (4, 1)])
-def test_streaming_equals_chunkwise_offline_decode(asr, speech, chunk_size, left_chunks):
+@pytest.mark.parametrize("chunk_size, left_chunks, final", [(8, -1, "rescore"), (4, 1, "rescore"), (8, -1, "beam")])
+def test_streaming_equals_chunkwise_offline_decode(asr, speech, chunk_size, left_chunks, final):
     wav = load_audio(speech, 16000)
-    stream = asr.stream(chunk_size, left_chunks)
+    stream = asr.stream(chunk_size, left_chunks, final=final)
     partials = [stream.accept(wav[i : i + 700]) for i in range(0, len(wav), 700)]  # blocks unaligned to hops
     transcript = stream.finish()
     features = asr.log_mel(wav)[None]
     enc, _ = asr.model.encode(features, torch.tensor([features.size(1)]), chunk_size, left_chunks)
     assert stream.enc.shape == enc[0].shape
     torch.testing.assert_close(stream.enc, enc[0], atol=1e-4, rtol=1e-4)
-    offline = two_pass_decode(asr.model, enc[0], asr.decode, asr.tokenizer.eos_id)
+    if final == "rescore":
+        offline = two_pass_decode(asr.model, enc[0], asr.decode, asr.tokenizer.eos_id)
+    else:
+        offline = decode_encoded(asr.model, enc, torch.tensor([enc.size(1)]), asr.decode, asr.tokenizer.eos_id)[0]
     assert transcript.text == asr.tokenizer.decode(offline) and "good" in transcript.text
     assert partials[0] == "" and partials[-1]  # nothing before the first chunk; text before the end
     assert transcript.words[-1].end <= transcript.duration and transcript.seconds > 0
@@ -92,6 +96,8 @@ def test_streaming_equals_chunkwise_offline_decode(asr, speech, chunk_size, left
 def test_streaming_needs_a_ctc_head_and_chunks(asr):
     with pytest.raises(ConfigError, match="chunk_size >= 1"):
         asr.stream(chunk_size=0)
+    with pytest.raises(ConfigError, match="final pass must be beam or rescore"):
+        asr.stream(final="best")
     for name, options in [("transformer_asr", {"ctc_weight": 0.0}), ("lstm_asr", {})]:
         other = ASR(build_model(name, {**({} if name == "lstm_asr" else TINY), "vocab_size": 20, **options}),
                     asr.tokenizer, asr.features, "cpu")

@@ -3,7 +3,7 @@
 >>> stream = load_asr("default").stream(chunk_size=8)
 >>> for block in blocks:                 # float samples (n,) at the model's rate, any block size
 ...     print(stream.accept(block))      # partial text: CTC prefix beam search over the frames so far
->>> stream.finish().text                 # final text: the CTC n-best rescored by the attention decoder
+>>> stream.finish().text                 # final text: a second pass over the whole streamed encoder output
 
 The encoder runs chunk-wise (``chunk_size`` encoder frames of 40 ms at ×4 subsampling, each frame
 attending to its chunk and ``left_chunks`` chunks before it; see :meth:`TransformerASR.attention_chunks`):
@@ -12,7 +12,14 @@ has arrived, and its output never changes afterwards. Instead of caching every l
 values (WeNet), each new chunk re-encodes the window of earlier frames its output depends on
 (:meth:`streaming_context`: ``layers * left_chunks`` chunks; the whole stream so far for
 ``left_chunks = -1``, whose cost grows with the stream). Hence streaming gives exactly the chunk-wise
-offline decode: :func:`two_pass_decode` of ``model.encode(..., chunk_size, left_chunks)``.
+offline decode of ``model.encode(..., chunk_size, left_chunks)``.
+
+The final text comes from a second pass over the streamed encoder output, ``final``:
+
+- ``"beam"`` (default): the joint attention/CTC beam search of offline decoding (``decode_encoded``, with the
+  recogniser's LM if it has one); on the bundled model it loses far less to full context than rescoring;
+- ``"rescore"``: WeNet's attention rescoring of the CTC prefix beam search's n-best (:func:`two_pass_decode`
+  offline): cheaper at the end of an utterance, bounded by the CTC n-best.
 
 Any Transformer or causal-convolution Conformer ASR model streams; one trained with full context
 (``chunk_size: 0``) runs chunk-wise with a WER cost (``benchmarks/streaming.py``), one trained with
@@ -20,7 +27,7 @@ Any Transformer or causal-convolution Conformer ASR model streams; one trained w
 """
 import time
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import numpy as np
 import torch
@@ -28,7 +35,14 @@ import torch.nn.functional as F
 
 from speechs2s.asr import MIN_SECONDS, Segment, Transcript, _Piece
 from speechs2s.decode.align import align_tokens
-from speechs2s.decode.asr import DecodeConfig, Hypothesis, ctc_prefix_beams, prefix_hypotheses, search_ctc_weight
+from speechs2s.decode.asr import (
+    DecodeConfig,
+    Hypothesis,
+    ctc_prefix_beams,
+    decode_encoded,
+    prefix_hypotheses,
+    search_ctc_weight,
+)
 from speechs2s.errors import ConfigError
 from speechs2s.nn.masks import sequence_mask
 from speechs2s.vad import has_speech
@@ -36,13 +50,15 @@ from speechs2s.vad import has_speech
 # encoder frames per chunk by default: 8 x 40 ms = 0.32 s, so that the first partial comes within 0.5 s
 # of speech with the bundled model (benchmarks/results/streaming)
 DEFAULT_CHUNK_SIZE = 8
+FINAL_PASSES = ("beam", "rescore")
 
 
 class Stream:
     """One utterance decoded as its audio arrives: :meth:`accept` blocks of samples (partial text back),
     then :meth:`finish` (the :class:`Transcript`). Made by :meth:`ASR.stream`."""
 
-    def __init__(self, asr, chunk_size: int = DEFAULT_CHUNK_SIZE, left_chunks: int = -1, decode: DecodeConfig | None = None):
+    def __init__(self, asr, chunk_size: int = DEFAULT_CHUNK_SIZE, left_chunks: int = -1, decode: DecodeConfig | None = None,
+                 final: Literal["beam", "rescore"] = "beam"):
         model = asr.model
         if not hasattr(model, "streaming_context"):
             raise ConfigError(f"streaming needs a Transformer or Conformer ASR model, not {type(model).__name__}")
@@ -52,7 +68,11 @@ class Stream:
             raise ConfigError(f"streaming needs chunk_size >= 1 and left_chunks >= -1, got {chunk_size} and {left_chunks}")
         if not getattr(model.config, "causal_conv", True):
             raise ConfigError("streaming a conformer_asr needs a model trained with causal_conv: true")
-        self.asr, self.model = asr, model
+        if final not in FINAL_PASSES:
+            raise ConfigError(f"final pass must be {' or '.join(FINAL_PASSES)}, got {final!r}")
+        if final == "rescore" and asr.lm is not None:
+            raise ConfigError("the rescore final pass uses no language model: use the beam final pass with an LM")
+        self.asr, self.model, self.final = asr, model, final
         self.chunk_size, self.left_chunks = chunk_size, left_chunks
         self.decode = decode or asr.decode
         self.context = model.streaming_context(chunk_size, left_chunks)  # encoder frames re-encoded, None: all
@@ -83,7 +103,7 @@ class Stream:
 
     @torch.no_grad()
     def finish(self):
-        """End of the audio: encode the rest, rescore the CTC n-best with the attention decoder and return
+        """End of the audio: encode the rest, run the ``final`` pass (see the module docstring) and return
         the :class:`Transcript` (one segment with timed words; empty, as offline, for audio without voice activity)."""
         began = time.perf_counter()
         sample_rate = self.asr.features.sample_rate
@@ -94,9 +114,7 @@ class Stream:
         self.samples = F.pad(self.samples, (0, max(0, round(MIN_SECONDS * sample_rate) - len(self.samples))))
         self._add_features(final=True)
         self._encode(final=True)
-        hyps = attention_rescoring(self.model, self.enc, prefix_hypotheses(self.beams), self.decode.ctc_weight,
-                                   self.asr.tokenizer.eos_id)
-        ids = hyps[0].tokens
+        ids = self._final_tokens()
         text = self.asr.tokenizer.decode(ids)
         if text:
             log_probs = self.model.ctc_log_probs(self.enc[None])[0]
@@ -108,6 +126,16 @@ class Stream:
         self.seconds += time.perf_counter() - began
         transcript.seconds = self.seconds
         return transcript
+
+    def _final_tokens(self) -> list[int]:
+        """The tokens of the final pass over ``self.enc``."""
+        eos_id = self.asr.tokenizer.eos_id
+        if self.final == "rescore":
+            return attention_rescoring(self.model, self.enc, prefix_hypotheses(self.beams), self.decode.ctc_weight,
+                                       eos_id)[0].tokens
+        enc = self.enc[None].to(self.asr.device, next(self.model.parameters()).dtype)
+        lengths = torch.tensor([len(self.enc)], device=self.asr.device)
+        return decode_encoded(self.model, enc, lengths, self.decode, eos_id, self.asr.tokenizer.blank_id, self.asr.lm)[0]
 
     def _add_features(self, final: bool) -> None:
         """Append the log-mel frames whose centred STFT window lies inside the samples received (all of
@@ -147,8 +175,8 @@ class Stream:
 
 @torch.no_grad()
 def two_pass_decode(model, enc: torch.Tensor, config: DecodeConfig, eos_id: int, blank_id: int = 0) -> list[int]:
-    """Offline twin of :class:`Stream`: encoder output ``(T', D)`` of one utterance -> the tokens of its CTC
-    prefix beam search rescored by the attention decoder (:func:`attention_rescoring`)."""
+    """Offline twin of :class:`Stream` with ``final="rescore"``: encoder output ``(T', D)`` of one utterance
+    -> the tokens of its CTC prefix beam search rescored by the attention decoder (:func:`attention_rescoring`)."""
     beams = ctc_prefix_beams(model.ctc_log_probs(enc[None])[0].cpu(), config.beam_size, blank_id)
     return attention_rescoring(model, enc, prefix_hypotheses(beams), config.ctc_weight, eos_id)[0].tokens
 
