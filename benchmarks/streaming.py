@@ -12,8 +12,10 @@ partial appears at ``max(arrival, previous done) + processing time`` (measured, 
   same stream's encoder output, which streaming reproduces exactly), each against the same decoding with full
   context (``transcribe``'s beam search; CTC prefix beam search + rescoring);
 - first-partial latency: the first non-empty partial's time minus the start of speech;
-- word emission latency: for word i of the final text, the time from which every later partial holds
-  it as word i (the final result's time for words only settled there), minus the word's end;
+- word emission latency, minus the word's end: of the partial text (``partial_word_latency_s``: for word i of
+  the last partial, the time from which every later partial holds it as word i) and of the final text
+  (``final_word_latency_s``: the same for the final text, the final result's time for words only settled
+  there; a word the final pass inserts or drops shifts every later word to that time);
 - RTF: processing seconds per audio second (of the stream, with the default ``beam`` final pass).
 
 Speech start and word ends come from CTC forced alignment (``decode/align.py``) of the final
@@ -117,19 +119,20 @@ def main():
         "full_context_two_pass": {"wer": round(wer(refs, two_pass), 4), "rtf": round(two_pass_seconds / audio_seconds, 3)},
     }
     for chunk_size in map(int, args.chunk_sizes.split(",")):
-        finals, rescored, first_partial, word_latency, seconds = [], [], [], [], 0.0
+        finals, rescored, first_partial, partial_latency, final_latency, seconds = [], [], [], [], [], 0.0
         for wav, (enc, frame_seconds) in zip(wavs, encoded):
             run = stream_utterance(asr, wav, chunk_size, args.left_chunks)
             finals.append(run["text"])
             rescored.append(asr.tokenizer.decode(two_pass_decode(asr.model, run["enc"], asr.decode, asr.tokenizer.eos_id)))
             seconds += run["seconds"]
+            for text, latencies in [(run["partials"][-1][1], partial_latency), (run["text"], final_latency)]:
+                words = word_times(asr, enc, text, frame_seconds)
+                settled = settled_times(text.split(), run["partials"], run["done"])
+                latencies += [at - end for at, (_, end) in zip(settled, words)]
             words = word_times(asr, enc, run["text"], frame_seconds)
-            if not words:
-                continue
-            first = next((clock for clock, partial in run["partials"] if partial), run["done"])
-            first_partial.append(first - words[0][0])
-            settled = settled_times(run["text"].split(), run["partials"], run["done"])
-            word_latency += [at - end for at, (_, end) in zip(settled, words)]
+            if words:
+                first = next((clock for clock, partial in run["partials"] if partial), run["done"])
+                first_partial.append(first - words[0][0])
         beam_wer, rescore_wer = wer(refs, finals), wer(refs, rescored)
         results[f"stream_chunk{chunk_size}"] = {
             "chunk_seconds": round(chunk_size * asr.model.subsampling.factor * asr.features.hop_length
@@ -140,7 +143,8 @@ def main():
             "wer_rescore_final_relative_to_full_context":
                 round(rescore_wer / results["full_context_two_pass"]["wer"] - 1, 3),
             "first_partial_latency_s": summary(first_partial),
-            "word_latency_s": summary(word_latency),
+            "partial_word_latency_s": summary(partial_latency),
+            "final_word_latency_s": summary(final_latency),
             "rtf": round(seconds / audio_seconds, 3),
         }
         print(chunk_size, json.dumps(results[f"stream_chunk{chunk_size}"]), flush=True)
