@@ -259,8 +259,20 @@ def _check_stems(pairs: list[tuple[object, str | None]]) -> None:
               help="Also write each transcript as a file of this format into --output-dir.")
 @click.option("-o", "--output-dir", type=click.Path(path_type=str),
               help="Folder for the transcript files (default: the current folder; alone: every format).")
+@click.option("--stream", is_flag=True,
+              help="Decode one input as it arrives, printing partial text: a file at real-time pace, or - "
+                   "(raw 16-bit little-endian mono PCM at the model's rate, 16 kHz) as stdin delivers it.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="--stream: encoder frames per chunk (40 ms each at x4 subsampling): latency against accuracy.")
+@click.option("--left-chunks", type=click.IntRange(min=-1), default=-1, show_default=True,
+              help="--stream: earlier chunks each frame attends to (-1: all).")
+@click.option("--final", type=click.Choice(["beam", "rescore"]), default="beam", show_default=True,
+              help="--stream: final pass over the streamed encoder output: joint attention/CTC beam search, "
+                   "or attention rescoring of the CTC n-best (cheaper, less accurate).")
+@click.option("--no-pace", is_flag=True, help="--stream: read a file as fast as it decodes, not in real time.")
 def transcribe(inputs, model_name, beam, ctc_weight, lm, lm_weight, length_bonus, hotwords, hotwords_file,
-               hotword_bonus, device, threads, as_json, output_format, output_dir):
+               hotword_bonus, device, threads, as_json, output_format, output_dir, stream, chunk_size, left_chunks,
+               final, no_pace):
     """Transcribe audio INPUTS: files (any format soundfile reads), folders (their audio files,
     recursively) or - (audio bytes on stdin). Long files are split at silences.
 
@@ -276,9 +288,18 @@ def transcribe(inputs, model_name, beam, ctc_weight, lm, lm_weight, length_bonus
       speechs2s transcribe *.flac --model exp/librispeech/final --beam 10 --json > out.json
       speechs2s transcribe meeting.wav --hotwords "Nguyen, Kubernetes, Oyelaran"
       curl -s https://example.com/talk.mp3 | speechs2s transcribe - -f all
+      arecord -f S16_LE -r 16000 -c 1 | speechs2s transcribe --stream -
     """
     import json
     from pathlib import Path
+
+    if stream:
+        if len(inputs) != 1 or output_format or output_dir:
+            raise SpeechS2SError("--stream takes one input (a file or -) and no --output-format or --output-dir")
+        asr, decode = _load_recognizer(model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads,
+                                       hotwords, hotwords_file, hotword_bonus)
+        _transcribe_stream(asr.stream(chunk_size, left_chunks, decode, final), inputs[0], as_json, pace=not no_pace)
+        return
 
     from speechs2s.asr import Transcript
     from speechs2s.transcript_writers import FORMATS, transcript_dict, write_transcript
@@ -313,6 +334,38 @@ def transcribe(inputs, model_name, beam, ctc_weight, lm, lm_weight, length_bonus
                 write_transcript(transcript, Path(output_dir or ".") / stem, formats)
     if any(transcript.error for transcript in transcripts):
         sys.exit(1)
+
+
+def _transcribe_stream(stream, source: str, as_json: bool, pace: bool) -> None:
+    """Feed ``source`` (a file, or - for raw PCM on stdin) to a :class:`~speechs2s.decode.stream.Stream`,
+    printing each new partial text (over the last one on a terminal, as ``partial: text`` lines
+    otherwise), then the final text (or its JSON)."""
+    import json
+
+    from speechs2s.audio import iter_audio_blocks
+    from speechs2s.decode.stream import paced, pcm_blocks
+    from speechs2s.transcript_writers import transcript_dict
+
+    sample_rate = stream.asr.features.sample_rate
+    if source == "-":
+        blocks = pcm_blocks(sys.stdin.buffer)
+    else:
+        blocks = iter_audio_blocks(source, 0.1, sample_rate)
+        blocks = paced(blocks, sample_rate) if pace else blocks
+    terminal, shown = sys.stdout.isatty(), ""
+    for block in blocks:
+        partial = stream.accept(block)
+        if partial != shown:
+            click.echo(f"\r\033[K{partial}" if terminal else f"partial: {partial}", nl=not terminal)
+            shown = partial
+    transcript = stream.finish()
+    transcript.source = "<stdin>" if source == "-" else source
+    if terminal:
+        click.echo("\r\033[K", nl=False)
+    if as_json:
+        click.echo(json.dumps(transcript_dict(transcript), indent=2, ensure_ascii=False))
+    else:
+        click.echo(transcript.text if terminal else f"final: {transcript.text}")
 
 
 @main.command()

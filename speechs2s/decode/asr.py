@@ -337,7 +337,14 @@ def ctc_prefix_beam_search(log_probs: torch.Tensor, beam_size: int, blank_id: in
     non-blank-ending paths); each frame only the ``beam_size`` likeliest tokens are tried.
     Returns the final prefixes, best first, scored by ``log p_ctc``.
     """
-    beams = {(): (0.0, NEG_INF)}  # prefix -> (log p ending in blank, log p ending in non-blank)
+    return prefix_hypotheses(ctc_prefix_beams(log_probs, beam_size, blank_id))
+
+
+def ctc_prefix_beams(log_probs: torch.Tensor, beam_size: int, blank_id: int = 0, beams: dict | None = None) -> dict:
+    """The prefix beams of :func:`ctc_prefix_beam_search` after the frames ``(T, V)``, best first:
+    ``{prefix tuple: (log p ending in blank, log p ending in a token)}``. Pass the ``beams`` of the frames
+    before to go on from them (streaming); None starts from the empty prefix."""
+    beams = beams or {(): (0.0, NEG_INF)}
     top_lp, top_tokens = log_probs.float().topk(min(beam_size, log_probs.shape[-1]), -1)
     blank_lp = log_probs[:, blank_id].float().tolist()
     for t, (frame_lp, frame_tokens) in enumerate(zip(top_lp.tolist(), top_tokens.tolist())):
@@ -355,6 +362,11 @@ def ctc_prefix_beam_search(log_probs: torch.Tensor, beam_size: int, blank_id: in
                     _add_path(next_beams, prefix + (token,), p_token=p_total + lp)
         ranked = sorted(next_beams.items(), key=lambda item: _logaddexp(*item[1]), reverse=True)
         beams = dict(ranked[:beam_size])
+    return beams
+
+
+def prefix_hypotheses(beams: dict) -> list[Hypothesis]:
+    """:func:`ctc_prefix_beams` -> hypotheses in the same order, scored by ``log p_ctc``."""
     return [Hypothesis(list(prefix), _logaddexp(*p)) for prefix, p in beams.items()]
 
 

@@ -13,6 +13,7 @@ from typing import ClassVar, Literal
 
 import torch
 
+from speechs2s.errors import ConfigError
 from speechs2s.models.asr_transformer import TransformerASR, TransformerASRConfig
 from speechs2s.nn.conformer import ConformerEncoder
 
@@ -27,6 +28,7 @@ class ConformerASRConfig(TransformerASRConfig):
     decoder_d_ff: int | None = 2048
     conv_kernel: int = 31            # depthwise convolution kernel (frames after subsampling; odd)
     conv_norm: Literal["batch", "layer"] = "batch"  # norm after the depthwise convolution
+    causal_conv: bool = False        # the depthwise convolution sees past frames only (needed for chunk_size)
     interctc_layers: list[int] = field(default_factory=list)  # blocks (1-based) with an intermediate CTC loss
     interctc_weight: float = 0.0     # CTC part = (1 - v) * final CTC + v * mean intermediate CTC
 
@@ -54,6 +56,11 @@ class ConformerASRConfig(TransformerASRConfig):
                              f"{self.interctc_layers} and {self.interctc_weight}")
         if self.interctc_layers and self.ctc_weight == 0:
             raise ValueError("interctc_layers need a CTC head (ctc_weight > 0)")
+        if not isinstance(self.causal_conv, bool):
+            raise ValueError(f"causal_conv must be true or false, got {self.causal_conv!r}")
+        if (self.chunk_size or self.dynamic_chunk_training) and not self.causal_conv:
+            raise ValueError("chunk_size and dynamic_chunk_training need causal_conv: true (a centred convolution "
+                             "would see frames of later chunks)")
 
 
 class ConformerASR(TransformerASR):
@@ -62,15 +69,30 @@ class ConformerASR(TransformerASR):
 
     def build_encoder(self, config: ConformerASRConfig):
         self.encoder = ConformerEncoder(config.encoder_layers, config.d_model, config.n_heads, config.d_ff,
-                                        config.conv_kernel, config.dropout, config.conv_norm)
+                                        config.conv_kernel, config.dropout, config.conv_norm, config.causal_conv)
 
-    def encode_layers(self, features: torch.Tensor, feature_lengths: torch.Tensor):
+    def encode_layers(self, features: torch.Tensor, feature_lengths: torch.Tensor, chunk_size: int | None = None,
+                      left_chunks: int | None = None):
         """``features (B, T, M)``, ``feature_lengths (B,)`` -> ``enc (B, T', D)``, ``enc_lengths (B,)`` and the
-        outputs of the ``interctc_layers`` blocks."""
+        outputs of the ``interctc_layers`` blocks; ``chunk_size``, ``left_chunks`` as in :meth:`encode`."""
         x, lengths = self.subsampling(self.normalize(features), feature_lengths)
-        x, intermediate = self.encoder(x, lengths, self.config.interctc_layers)
+        chunks = self.attention_chunks(x.size(1), x.device, chunk_size, left_chunks)
+        x, intermediate = self.encoder(x, lengths, self.config.interctc_layers, chunks)
         return x, lengths, intermediate
 
-    def encode(self, features: torch.Tensor, feature_lengths: torch.Tensor):
-        """``features (B, T, M)`` log-mels, ``feature_lengths (B,)`` -> ``enc (B, T', D)``, ``enc_lengths (B,)``."""
-        return self.encode_layers(features, feature_lengths)[:2]
+    def encode(self, features: torch.Tensor, feature_lengths: torch.Tensor, chunk_size: int | None = None,
+               left_chunks: int | None = None, offset: int = 0):
+        """``features (B, T, M)`` log-mels, ``feature_lengths (B,)`` -> ``enc (B, T', D)``, ``enc_lengths (B,)``;
+        ``chunk_size``, ``left_chunks``: see :meth:`TransformerASR.encode` (rotary positions are relative:
+        ``offset`` changes nothing)."""
+        if chunk_size and not self.config.causal_conv:
+            raise ConfigError("chunk-wise decoding of a conformer_asr needs a model trained with causal_conv: true")
+        return self.encode_layers(features, feature_lengths, chunk_size, left_chunks)[:2]
+
+    def streaming_context(self, chunk_size: int, left_chunks: int) -> int | None:
+        """As :meth:`TransformerASR.streaming_context`; the causal convolution of each block reaches
+        ``conv_kernel - 1`` frames further back, to attention outputs of an earlier chunk."""
+        if left_chunks < 0:
+            return None
+        reach = self.config.encoder_layers * ((left_chunks + 1) * chunk_size + self.config.conv_kernel - 2)
+        return -(-reach // chunk_size) * chunk_size

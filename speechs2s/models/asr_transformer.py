@@ -3,6 +3,12 @@
 log-mels (B, T, 80) -> normalise -> Conv2d subsampling ×4 -> + positional encoding
 -> pre-LN Transformer encoder -> enc (B, T/4, D) -> CTC head (B, T/4, V)
                                                  -> causal pre-LN Transformer decoder over tokens -> (B, L, V)
+
+Streaming (WeNet U2, Zhang et al. 2020): with ``chunk_size > 0`` the encoder's self-attention is
+chunk-wise: a frame sees the frames of its chunk and ``left_chunks`` chunks before it, never later
+ones, so the encoder output of a chunk is final once its audio has arrived (``decode/stream.py``).
+``dynamic_chunk_training`` draws the chunk size per batch, so that one model serves any chunk size.
+The subsampling convolutions look 3 input frames (30 ms) past their last 4-frame step.
 """
 import math
 from dataclasses import dataclass
@@ -17,6 +23,7 @@ from speechs2s.nn import (
     PositionalEncoding,
     TransformerDecoder,
     TransformerEncoder,
+    chunk_mask,
     key_padding_mask,
 )
 
@@ -35,6 +42,9 @@ class TransformerASRConfig(ASRHeadConfig):
     dropout: float = 0.1
     subsampling_channels: int = 256  # Conv2d front-end width: the main CPU cost of small models
     subsampling_factor: int = 4      # frame-rate reduction of the front-end: 4, 6 or 8
+    chunk_size: int = 0              # encoder frames (after subsampling) per attention chunk; 0 = full context
+    left_chunks: int = -1            # earlier chunks a frame's attention sees; -1 = all of them
+    dynamic_chunk_training: bool = False  # per training batch: full context (p = 0.5) or chunk_size ~ U{1..25}
 
     PRESETS: ClassVar[dict] = {
         "tiny": {"d_model": 144, "n_heads": 4, "encoder_layers": 4, "decoder_layers": 2, "d_ff": 576,
@@ -47,6 +57,17 @@ class TransformerASRConfig(ASRHeadConfig):
         super().__post_init__()
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        check_chunking(self.chunk_size, self.left_chunks)
+        if not isinstance(self.dynamic_chunk_training, bool):
+            raise ValueError(f"dynamic_chunk_training must be true or false, got {self.dynamic_chunk_training!r}")
+
+
+def check_chunking(chunk_size, left_chunks) -> None:
+    """Raise ValueError unless ``chunk_size`` is an int >= 0 and ``left_chunks`` an int >= -1."""
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 0:
+        raise ValueError(f"chunk_size must be an integer >= 0 (0 = full context), got {chunk_size!r}")
+    if not isinstance(left_chunks, int) or isinstance(left_chunks, bool) or left_chunks < -1:
+        raise ValueError(f"left_chunks must be an integer >= -1 (-1 = all), got {left_chunks!r}")
 
 
 class TransformerASR(ASRModel):
@@ -72,12 +93,35 @@ class TransformerASR(ASRModel):
         self.encoder = TransformerEncoder(config.encoder_layers, config.d_model, config.n_heads, config.d_ff,
                                           config.dropout)
 
-    def encode(self, features: torch.Tensor, feature_lengths: torch.Tensor):
+    def encode(self, features: torch.Tensor, feature_lengths: torch.Tensor, chunk_size: int | None = None,
+               left_chunks: int | None = None, offset: int = 0):
         """``features (B, T, M)`` log-mels, ``feature_lengths (B,)`` -> ``enc (B, T', D)``, ``enc_lengths (B,)``
-        with ``T'`` = ``T`` reduced ``subsampling_factor`` times (×4: ``((T - 1) // 2 - 1) // 2``)."""
+        with ``T'`` = ``T`` reduced ``subsampling_factor`` times (×4: ``((T - 1) // 2 - 1) // 2``).
+        ``chunk_size``, ``left_chunks``: override the config's (:meth:`attention_chunks`); ``offset``: index
+        of the first output frame in the whole stream (a streaming window; it starts a chunk)."""
         x, lengths = self.subsampling(self.normalize(features), feature_lengths)
-        x, _ = self.encoder(self.encoder_position(x), key_padding_mask(lengths, x.size(1)))
+        mask = key_padding_mask(lengths, x.size(1))
+        chunks = self.attention_chunks(x.size(1), x.device, chunk_size, left_chunks)
+        x, _ = self.encoder(self.encoder_position(x, offset), mask if chunks is None else mask & chunks)
         return x, lengths
+
+    def attention_chunks(self, length: int, device, chunk_size: int | None = None, left_chunks: int | None = None):
+        """The encoder's ``(T', T')`` :func:`chunk_mask` over ``length`` frames, or None for full context.
+        ``chunk_size``/``left_chunks`` default to the config's; training with ``dynamic_chunk_training``
+        draws the chunk size per batch as WeNet's U2 does (full context with probability 1/2, else 1..25)."""
+        config = self.config
+        if chunk_size is None:
+            chunk_size = config.chunk_size
+            if self.training and config.dynamic_chunk_training:
+                chunk_size = 0 if torch.rand(()) < 0.5 else int(torch.randint(1, 26, ()))
+        left_chunks = config.left_chunks if left_chunks is None else left_chunks
+        return chunk_mask(length, chunk_size, left_chunks, device) if chunk_size > 0 else None
+
+    def streaming_context(self, chunk_size: int, left_chunks: int) -> int | None:
+        """Encoder frames before a chunk that its chunk-wise output depends on (a multiple of ``chunk_size``),
+        None when it depends on all of them (``left_chunks == -1``): each layer reaches ``left_chunks``
+        chunks further back."""
+        return None if left_chunks < 0 else self.config.encoder_layers * left_chunks * chunk_size
 
     def decoder_logits(self, tokens, enc, enc_lengths) -> torch.Tensor:
         """Teacher-forced ``tokens (B, L)`` -> logits ``(B, L, V)``."""

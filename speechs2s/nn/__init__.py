@@ -1,6 +1,6 @@
 """Neural building blocks shared by the ASR and TTS models."""
 from speechs2s.nn.attention import LocationSensitiveAttention, MultiHeadAttention
-from speechs2s.nn.masks import causal_mask, key_padding_mask, sequence_mask
+from speechs2s.nn.masks import causal_mask, chunk_mask, key_padding_mask, sequence_mask
 from speechs2s.nn.normalization import FeatureNormalization
 from speechs2s.nn.subsampling import Conv2dSubsampling
 from speechs2s.nn.transformer import (
@@ -25,6 +25,7 @@ __all__ = [
     "TransformerDecoder",
     "TransformerEncoder",
     "causal_mask",
+    "chunk_mask",
     "key_padding_mask",
     "sequence_mask",
     "sinusoids",

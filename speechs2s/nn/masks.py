@@ -22,3 +22,11 @@ def causal_mask(query_len: int, key_len: int | None = None, device=None) -> torc
     key_len = query_len if key_len is None else key_len
     queries = torch.arange(query_len, device=device)[:, None] + (key_len - query_len)
     return torch.arange(key_len, device=device)[None, :] <= queries
+
+
+def chunk_mask(length: int, chunk_size: int, left_chunks: int = -1, device=None) -> torch.Tensor:
+    """``(T, T)`` bool self-attention mask of chunk-wise encoders (WeNet U2): query t sees the keys of
+    its chunk ``t // chunk_size`` and of the ``left_chunks`` chunks before it (-1: all earlier chunks)."""
+    chunk = torch.arange(length, device=device) // chunk_size
+    behind = chunk[:, None] - chunk[None, :]  # how many chunks the key lies behind the query
+    return (behind >= 0) & (behind <= left_chunks) if left_chunks >= 0 else behind >= 0

@@ -19,7 +19,7 @@ class Conv2dSubsampling(nn.Module):
         super().__init__()
         if factor not in CONV_LAYERS:
             raise ValueError(f"subsampling factor must be one of {', '.join(map(str, CONV_LAYERS))}, got {factor}")
-        self.kernels_strides = CONV_LAYERS[factor]
+        self.factor, self.kernels_strides = factor, CONV_LAYERS[factor]
         layers, in_channels, freq = [], 1, n_mels
         for kernel, stride in self.kernels_strides:
             layers += [nn.Conv2d(in_channels, channels, kernel, stride=stride), nn.ReLU()]

@@ -1,0 +1,226 @@
+"""Streaming ASR: text while the audio still arrives (WeNet U2 two-pass decoding, Zhang et al. 2020).
+
+>>> stream = load_asr("default").stream(chunk_size=8)
+>>> for block in blocks:                 # float samples (n,) at the model's rate, any block size
+...     print(stream.accept(block))      # partial text: CTC prefix beam search over the frames so far
+>>> stream.finish().text                 # final text: a second pass over the whole streamed encoder output
+
+The encoder runs chunk-wise (``chunk_size`` encoder frames of 40 ms at ×4 subsampling, each frame
+attending to its chunk and ``left_chunks`` chunks before it; see :meth:`TransformerASR.attention_chunks`):
+a chunk is encoded once its audio (plus 30 ms of subsampling look-ahead and 12.5 ms of STFT window)
+has arrived, and its output never changes afterwards. Instead of caching every layer's keys and
+values (WeNet), each new chunk re-encodes the window of earlier frames its output depends on
+(:meth:`streaming_context`: ``layers * left_chunks`` chunks; the whole stream so far for
+``left_chunks = -1``, whose cost grows with the stream). Hence streaming gives exactly the chunk-wise
+offline decode of ``model.encode(..., chunk_size, left_chunks)``.
+
+The final text comes from a second pass over the streamed encoder output, ``final``:
+
+- ``"beam"`` (default): the joint attention/CTC beam search of offline decoding (``decode_encoded``, with the
+  recogniser's LM and hotwords if it has them); on the bundled model it loses far less to full context than rescoring;
+- ``"rescore"``: WeNet's attention rescoring of the CTC prefix beam search's n-best (:func:`two_pass_decode`
+  offline): cheaper at the end of an utterance, bounded by the CTC n-best.
+
+Any Transformer or causal-convolution Conformer ASR model streams; one trained with full context
+(``chunk_size: 0``) runs chunk-wise with a WER cost (``benchmarks/streaming.py``), one trained with
+``dynamic_chunk_training`` at little cost.
+"""
+import time
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from speechs2s.asr import MIN_SECONDS, Segment, Transcript, _Piece
+from speechs2s.decode.align import align_tokens
+from speechs2s.decode.asr import (
+    DecodeConfig,
+    Hypothesis,
+    ctc_prefix_beams,
+    decode_encoded,
+    prefix_hypotheses,
+    search_ctc_weight,
+)
+from speechs2s.errors import ConfigError
+from speechs2s.nn.masks import sequence_mask
+from speechs2s.vad import has_speech
+
+# encoder frames per chunk by default: 8 x 40 ms = 0.32 s, so that the first partial comes within 0.5 s
+# of speech with the bundled model (benchmarks/results/streaming)
+DEFAULT_CHUNK_SIZE = 8
+FINAL_PASSES = ("beam", "rescore")
+
+
+class Stream:
+    """One utterance decoded as its audio arrives: :meth:`accept` blocks of samples (partial text back),
+    then :meth:`finish` (the :class:`Transcript`). Made by :meth:`ASR.stream`."""
+
+    def __init__(self, asr, chunk_size: int = DEFAULT_CHUNK_SIZE, left_chunks: int = -1, decode: DecodeConfig | None = None,
+                 final: Literal["beam", "rescore"] = "beam"):
+        model = asr.model
+        if not hasattr(model, "streaming_context"):
+            raise ConfigError(f"streaming needs a Transformer or Conformer ASR model, not {type(model).__name__}")
+        if model.config.ctc_weight == 0:
+            raise ConfigError("streaming needs a model with a CTC head (this one was trained with ctc_weight: 0)")
+        if chunk_size < 1 or left_chunks < -1:
+            raise ConfigError(f"streaming needs chunk_size >= 1 and left_chunks >= -1, got {chunk_size} and {left_chunks}")
+        if not getattr(model.config, "causal_conv", True):
+            raise ConfigError("streaming a conformer_asr needs a model trained with causal_conv: true")
+        if final not in FINAL_PASSES:
+            raise ConfigError(f"final pass must be {' or '.join(FINAL_PASSES)}, got {final!r}")
+        if final == "rescore" and asr.lm is not None:
+            raise ConfigError("the rescore final pass uses no language model: use the beam final pass with an LM")
+        if final == "rescore" and asr.hotwords:
+            raise ConfigError("the rescore final pass uses no hotwords: use the beam final pass with hotwords")
+        self.asr, self.model, self.final = asr, model, final
+        self.chunk_size, self.left_chunks = chunk_size, left_chunks
+        self.decode = decode or asr.decode
+        self.context = model.streaming_context(chunk_size, left_chunks)  # encoder frames re-encoded, None: all
+        features = asr.features
+        self.hop, self.half_window = features.hop_length, features.n_fft // 2
+        self.samples = torch.zeros(0)
+        self.features = torch.zeros(0, features.n_mels)  # log-mel frames whose STFT window has fully arrived
+        self.enc = torch.zeros(0, model.config.d_model)  # encoder frames of the chunks encoded so far
+        self.beams = None  # CTC prefix beams over self.enc
+        self.seconds = 0.0  # processing time so far
+
+    @property
+    def partial(self) -> str:
+        """The best CTC prefix so far, as text."""
+        return self.asr.tokenizer.decode(list(next(iter(self.beams)))) if self.beams else ""
+
+    @torch.no_grad()
+    def accept(self, samples) -> str:
+        """Add float samples ``(n,)`` in [-1, 1] at the model's sample rate; encode every chunk whose audio
+        is complete and return the partial text."""
+        began = time.perf_counter()
+        samples = torch.as_tensor(samples, dtype=torch.float32).reshape(-1)
+        self.samples = torch.cat([self.samples, samples])
+        self._add_features(final=False)
+        self._encode(final=False)
+        self.seconds += time.perf_counter() - began
+        return self.partial
+
+    @torch.no_grad()
+    def finish(self):
+        """End of the audio: encode the rest, run the ``final`` pass (see the module docstring) and return
+        the :class:`Transcript` (one segment with timed words; empty, as offline, for audio without voice activity)."""
+        began = time.perf_counter()
+        sample_rate = self.asr.features.sample_rate
+        duration = len(self.samples) / sample_rate
+        transcript = Transcript("<stream>", duration=duration)
+        if not len(self.samples) or not has_speech(self.samples, sample_rate, self.asr.vad):
+            return transcript
+        self.samples = F.pad(self.samples, (0, max(0, round(MIN_SECONDS * sample_rate) - len(self.samples))))
+        self._add_features(final=True)
+        self._encode(final=True)
+        ids = self._final_tokens()
+        text = self.asr.tokenizer.decode(ids)
+        if text:
+            log_probs = self.model.ctc_log_probs(self.enc[None])[0]
+            spans = align_tokens(log_probs, ids, self.asr.tokenizer.blank_id)
+            frame_seconds = len(self.features) * self.hop / sample_rate / len(self.enc)
+            words = self.asr._words(ids, spans, self.samples, _Piece(0, 0.0, duration, False), frame_seconds)
+            transcript.segments = [Segment(0.0, duration, text, words)]
+            transcript.text = text
+        self.seconds += time.perf_counter() - began
+        transcript.seconds = self.seconds
+        return transcript
+
+    def _final_tokens(self) -> list[int]:
+        """The tokens of the final pass over ``self.enc``."""
+        eos_id = self.asr.tokenizer.eos_id
+        if self.final == "rescore":
+            return attention_rescoring(self.model, self.enc, prefix_hypotheses(self.beams), self.decode.ctc_weight,
+                                       eos_id)[0].tokens
+        enc = self.enc[None].to(self.asr.device, next(self.model.parameters()).dtype)
+        lengths = torch.tensor([len(self.enc)], device=self.asr.device)
+        return decode_encoded(self.model, enc, lengths, self.decode, eos_id, self.asr.tokenizer.blank_id, self.asr.lm,
+                              self.asr.context)[0]
+
+    def _add_features(self, final: bool) -> None:
+        """Append the log-mel frames whose centred STFT window lies inside the samples received (all of
+        them when ``final``, the last ones with reflect padding as offline; the reflect padding of the
+        STFT needs one sample more than the window)."""
+        known, count = len(self.features), len(self.samples)
+        ready = count // self.hop + 1 if final else max(0, (count - self.half_window - 1) // self.hop + 1)
+        if ready <= known:
+            return
+        first = max(0, known - -(-self.half_window // self.hop))  # frames before `known` that the new ones overlap
+        mel = self.asr.log_mel(self.samples[first * self.hop:].to(self.asr.device)).cpu()
+        self.features = torch.cat([self.features, mel[known - first : ready - first]])
+
+    def _encode(self, final: bool) -> None:
+        """Encode the complete chunks not encoded yet (all frames when ``final``) and advance the CTC beams."""
+        subsampling = self.model.subsampling
+        frames = len(self.features)
+        if frames < subsampling.receptive_field and not final:
+            return
+        ready = int(subsampling.output_lengths(torch.tensor([frames]))[0])
+        if not final:
+            ready -= ready % self.chunk_size
+        done = len(self.enc)
+        if ready <= done:
+            return
+        first = 0 if self.context is None else max(0, done - self.context)  # a chunk start: window of past frames
+        factor = subsampling.factor
+        window = self.features[first * factor : (ready - 1) * factor + subsampling.receptive_field]
+        dtype = next(self.model.parameters()).dtype
+        enc, _ = self.model.encode(window[None].to(self.asr.device, dtype), torch.tensor([len(window)], device=self.asr.device),
+                                   self.chunk_size, self.left_chunks, offset=first)
+        new = enc[0, done - first : ready - first]
+        self.enc = torch.cat([self.enc, new.float().cpu()])
+        log_probs = self.model.ctc_log_probs(new[None])[0].cpu()
+        self.beams = ctc_prefix_beams(log_probs, self.decode.beam_size, self.asr.tokenizer.blank_id, self.beams)
+
+
+@torch.no_grad()
+def two_pass_decode(model, enc: torch.Tensor, config: DecodeConfig, eos_id: int, blank_id: int = 0) -> list[int]:
+    """Offline twin of :class:`Stream` with ``final="rescore"``: encoder output ``(T', D)`` of one utterance
+    -> the tokens of its CTC prefix beam search rescored by the attention decoder (:func:`attention_rescoring`)."""
+    beams = ctc_prefix_beams(model.ctc_log_probs(enc[None])[0].cpu(), config.beam_size, blank_id)
+    return attention_rescoring(model, enc, prefix_hypotheses(beams), config.ctc_weight, eos_id)[0].tokens
+
+
+def attention_rescoring(model, enc: torch.Tensor, hyps: list[Hypothesis], ctc_weight: float,
+                        eos_id: int) -> list[Hypothesis]:
+    """WeNet's second pass: CTC hypotheses (``score = log p_ctc``) of one utterance with encoder output
+    ``(T', D)`` rescored ``ctc_weight * log p_ctc + (1 - ctc_weight) * log p_att(tokens, eos)`` (the attention
+    decoder teacher-forced), best first. A model trained with CTC only keeps the CTC scores."""
+    weight = search_ctc_weight(model, ctc_weight)
+    if weight < 1:
+        device = next(model.parameters()).device
+        tokens = torch.nn.utils.rnn.pad_sequence([torch.tensor(h.tokens, dtype=torch.long) for h in hyps],
+                                                 batch_first=True).to(device)
+        lengths = torch.tensor([len(h.tokens) for h in hyps], device=device)
+        inputs, targets = model.teacher_forcing_pairs(tokens, lengths)
+        memory = enc.to(device, next(model.parameters()).dtype)[None].expand(len(hyps), -1, -1)
+        log_probs = model.decoder_log_probs(inputs, memory, torch.full_like(lengths, len(enc)))
+        token_scores = log_probs.gather(-1, targets[..., None])[..., 0] * sequence_mask(lengths + 1, targets.size(1))
+        hyps = [Hypothesis(h.tokens, weight * h.score + (1 - weight) * float(att))
+                for h, att in zip(hyps, token_scores.sum(-1))]
+    return sorted(hyps, key=lambda h: h.score, reverse=True)
+
+
+def paced(blocks: Iterable[torch.Tensor], sample_rate: int) -> Iterator[torch.Tensor]:
+    """Yield audio ``blocks`` no faster than they would arrive live: each once the clock has run the
+    duration of all blocks up to and including it (a file read as if it were a microphone)."""
+    start, seconds = time.monotonic(), 0.0
+    for block in blocks:
+        seconds += len(block) / sample_rate
+        time.sleep(max(0.0, start + seconds - time.monotonic()))
+        yield block
+
+
+def pcm_blocks(source: BinaryIO, block_bytes: int = 3200) -> Iterator[torch.Tensor]:
+    """Raw mono 16-bit little-endian PCM (e.g. ``arecord -f S16_LE -r 16000 -c 1``) read as it arrives
+    -> float blocks ``(n,)`` in [-1, 1] of at most ``block_bytes / 2`` samples (0.1 s at 16 kHz)."""
+    read = getattr(source, "read1", source.read)  # read1: what is there now, without waiting for a full block
+    rest = b""
+    while data := read(block_bytes):
+        data, rest = rest + data, b""
+        if len(data) % 2:
+            data, rest = data[:-1], data[-1:]
+        yield torch.from_numpy(np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768)
