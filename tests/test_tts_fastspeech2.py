@@ -1,6 +1,7 @@
 """FastSpeech 2: the YIN pitch tracker, per-token pitch and energy from real speech (cached), training,
 starting from the bundled FastSpeech, and ``pitch_shift`` / ``speak --pitch``."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,9 +11,10 @@ from speechs2s.data.collate import collate_tts
 from speechs2s.data.datasets import VarianceTTSDataset, token_means
 from speechs2s.models.tts_fastspeech2 import FastSpeech2, FastSpeech2Config
 from speechs2s.pitch import track_pitch
-from test_tts_fastspeech import even_durations
+from test_tts_fastspeech import even_durations, train_on
 from test_tts_models import SHORT_IDS
 
+REPO = Path(__file__).resolve().parents[1]
 SR, HOP = TTS_FEATURES.sample_rate, TTS_FEATURES.hop_length
 
 
@@ -78,15 +80,7 @@ def test_fastspeech2_learns_durations_pitch_and_energy_of_real_speech(variance_e
     torch.manual_seed(0)
     model = tiny_fastspeech2(tokenizer.vocab_size)
     mels = torch.cat([batch["mels"][i, :n] for i, n in enumerate(batch["mel_lengths"])])
-    model.set_feature_stats(mels.mean(0), mels.std(0))
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    losses = []
-    for _ in range(60):
-        out = model(batch)
-        optimizer.zero_grad()
-        out["loss"].backward()
-        optimizer.step()
-        losses.append({name: float(value.detach()) for name, value in out.items()})
+    losses = train_on(model, batch, mels, steps=60)
     assert set(losses[0]) == {"loss", "mel", "duration", "pitch", "energy"}
     for name, share in [("mel", 0.6), ("duration", 0.1), ("pitch", 0.5), ("energy", 0.5)]:
         assert losses[-1][name] < share * losses[0][name], (name, losses[0], losses[-1])
@@ -122,7 +116,7 @@ def test_fastspeech2_starts_from_the_bundled_fastspeech_keeping_its_weights():
 
 
 def test_train_then_speak_with_pitch(variance_entries, tmp_path):
-    """``speechs2s train`` of a FastSpeech 2 from tts-default for two steps (the F0 cached beside the
+    """``speechs2s train configs/tts_fastspeech2.yaml`` (from tts-default) for two steps (the F0 cached beside the
     mels), then ``speak --pitch``; a model without pitch refuses ``--pitch`` in one error line."""
     from click.testing import CliRunner
 
@@ -131,21 +125,12 @@ def test_train_then_speak_with_pitch(variance_entries, tmp_path):
     from speechs2s.tts import load_tts
 
     write_manifest(tmp_path / "d.jsonl", variance_entries[0])
-    config = tmp_path / "fs2.yaml"
-    config.write_text(f"""
-task: tts
-model:
-  name: fastspeech2
-  options: {{reduction_factor: 4, d_model: 192, n_heads: 2, d_ff: 768, encoder_layers: 3, decoder_layers: 4,
-            embedding_dim: 192, postnet_channels: 256, dropout: 0.0}}
-data: {{train: {tmp_path}/d.jsonl, valid: {tmp_path}/d.jsonl, tokenizer: {{kind: phoneme}}, max_frames: 2000,
-        num_workers: 0, feature_cache: {tmp_path}/cache}}
-optim: {{lr: 2.5e-4, warmup_steps: 1, schedule: constant}}
-trainer: {{max_steps: 2, valid_every: 2, ckpt_every: 2, log_every: 1, out_dir: {tmp_path}/exp, device: cpu,
-          init_from: tts-default, init_from_partial: true}}
-""")
+    overrides = {"data.train": tmp_path / "d.jsonl", "data.valid": tmp_path / "d.jsonl", "data.num_workers": 0,
+                 "data.feature_cache": tmp_path / "cache", "trainer.out_dir": tmp_path / "exp", "trainer.device": "cpu",
+                 "trainer.max_steps": 2, "trainer.valid_every": 2, "trainer.ckpt_every": 2, "trainer.log_every": 1}
     runner = CliRunner()
-    result = runner.invoke(main, ["train", str(config)])
+    result = runner.invoke(main, ["train", str(REPO / "configs" / "tts_fastspeech2.yaml"),
+                                  *[arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")]])
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "init_from" in result.stderr and "start fresh" not in result.stderr  # no tensor of another shape
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 2 * len(SHORT_IDS)  # mels and F0
