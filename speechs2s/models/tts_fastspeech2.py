@@ -55,7 +55,8 @@ class FastSpeech2(FastSpeech):
             for i, name in enumerate(VARIANCES):
                 values = batch[name][mask & ~batch[name].isnan()].float()
                 self.variance_mean[i], self.variance_std[i] = values.mean(), values.std().clamp(min=1e-3)
-        return {name: torch.where(mask & ~batch[name].isnan(), (batch[name] - self.variance_mean[i]) / self.variance_std[i], 0.0)
+        return {name: torch.where(mask & ~batch[name].isnan(),
+                                  (batch[name] - self.variance_mean[i]) / self.variance_std[i], 0.0)
                 for i, name in enumerate(VARIANCES)}
 
     def variance_targets(self, batch: dict) -> dict[str, tuple[torch.Tensor, float]]:
