@@ -8,6 +8,7 @@ Long text is split into sentences (:func:`speechs2s.decode.tts.split_sentences`)
 batches and joined with short pauses; :meth:`TTS.synthesize_to_file` streams it to disk, so memory
 stays bounded whatever the length of the text.
 """
+import dataclasses
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import torchaudio
 
 from speechs2s.audio import FeatureConfig, audio_writer
 from speechs2s.decode.tts import SynthesisConfig, split_sentences, synthesize_sequences
-from speechs2s.errors import TextError
+from speechs2s.errors import ConfigError, TextError
 
 
 @dataclass
@@ -34,7 +35,7 @@ class Utterance:
 
 
 class TTS:
-    """An acoustic model (TransformerTTS or Tacotron2), its tokenizer and features, and a vocoder."""
+    """An acoustic model (FastSpeech, FastSpeech 2, TransformerTTS or Tacotron2), its tokenizer and features, and a vocoder."""
 
     def __init__(self, model, tokenizer, features: FeatureConfig, vocoder, config: SynthesisConfig | None = None,
                  batch_size: int = 8, pause_seconds: float = 0.25, max_sentence_chars: int = 200):
@@ -59,13 +60,24 @@ class TTS:
             raise TextError(f"nothing to speak in {shown!r}: {reason}")
         return sentences
 
-    def synthesize_sentences(self, text: str) -> Iterator[Utterance]:
-        """Synthesize ``text`` sentence by sentence (batched), in order."""
-        return self._synthesize(self.sentences(text))
+    def synthesize_sentences(self, text: str, pitch: float = 0.0) -> Iterator[Utterance]:
+        """Synthesize ``text`` sentence by sentence (batched), in order; ``pitch``: semitones up
+        (FastSpeech 2 only)."""
+        return self._synthesize(self.sentences(text), self._config(pitch))
 
-    def _synthesize(self, sentences: list[str]) -> Iterator[Utterance]:
+    def _config(self, pitch: float) -> SynthesisConfig:
+        """``self.config`` with the pitch shift; raises ConfigError for a model that has no pitch."""
+        if pitch and not getattr(self.model, "has_pitch", False):
+            from speechs2s.models import MODELS
+
+            able = ", ".join(name for name, spec in MODELS.items() if getattr(spec.model, "has_pitch", False))
+            raise ConfigError(f"pitch {pitch:+g} semitones: this {type(self.model).__name__} model has no pitch "
+                              f"control; only {able} models have")
+        return dataclasses.replace(self.config, pitch_shift=pitch)
+
+    def _synthesize(self, sentences: list[str], config: SynthesisConfig) -> Iterator[Utterance]:
         token_lists = [self.tokenizer.encode(sentence) for sentence in sentences]
-        outputs = synthesize_sequences(self.model, token_lists, self.batch_size, self.config)
+        outputs = synthesize_sequences(self.model, token_lists, self.batch_size, config)
         for sentence, (mel, alignment) in zip(sentences, outputs):
             wav = self.vocoder.generate(mel).float().cpu().numpy()
             yield Utterance(sentence, wav, mel, alignment)
@@ -78,31 +90,33 @@ class TTS:
                 yield pause
             yield wav
 
-    def synthesize(self, text: str) -> tuple[np.ndarray, int]:
-        """``text`` -> ``(wav (T,) float32 in [-1, 1], sample_rate)``."""
-        return np.concatenate(list(self._joined(u.wav for u in self.synthesize_sentences(text)))), self.sample_rate
+    def synthesize(self, text: str, pitch: float = 0.0) -> tuple[np.ndarray, int]:
+        """``text`` -> ``(wav (T,) float32 in [-1, 1], sample_rate)``; ``pitch``: semitones up (FastSpeech 2)."""
+        return np.concatenate(list(self._joined(u.wav for u in self.synthesize_sentences(text, pitch)))), self.sample_rate
 
-    def synthesize_with_alignment(self, text: str) -> tuple[np.ndarray, int, torch.Tensor]:
+    def synthesize_with_alignment(self, text: str, pitch: float = 0.0) -> tuple[np.ndarray, int, torch.Tensor]:
         """Like :meth:`synthesize`, plus the alignment ``(steps, tokens)`` of all sentences
         (block-diagonal: each sentence's decoder steps over its own tokens)."""
-        utterances = list(self.synthesize_sentences(text))
+        utterances = list(self.synthesize_sentences(text, pitch))
         wav = np.concatenate(list(self._joined(u.wav for u in utterances)))
         return wav, self.sample_rate, torch.block_diag(*[u.alignment.float().cpu() for u in utterances])
 
     def synthesize_to_file(self, text: str, path: str | Path, plot_alignment: str | Path | None = None,
-                           plot_sentences: int = 8, progress: bool = False, sample_rate: int | None = None) -> float:
+                           plot_sentences: int = 8, progress: bool = False, sample_rate: int | None = None,
+                           pitch: float = 0.0) -> float:
         """Stream the speech of ``text`` into an audio file (format from the suffix: WAV, FLAC, OGG Vorbis,
         MP3; ``"-"``: WAV on stdout) through :func:`~speechs2s.audio.audio_writer`, so that the file
         appears only when complete; returns its duration in seconds. ``plot_alignment``: PNG of the first
         ``plot_sentences`` sentences' alignment. ``progress``: a tqdm bar over sentences on stderr.
-        ``sample_rate``: the file's rate (default the vocoder's); each sentence is resampled to it."""
+        ``sample_rate``: the file's rate (default the vocoder's); each sentence is resampled to it.
+        ``pitch``: semitones up (FastSpeech 2)."""
         from tqdm import tqdm
 
-        sentences = self.sentences(text)  # raise TextError before creating the file
+        sentences, config = self.sentences(text), self._config(pitch)  # raise before creating the file
         alignments = []
 
         def wavs():
-            for utterance in tqdm(self._synthesize(sentences), total=len(sentences), unit="sentence", disable=not progress):
+            for utterance in tqdm(self._synthesize(sentences, config), total=len(sentences), unit="sentence", disable=not progress):
                 if len(alignments) < plot_sentences:
                     alignments.append(utterance.alignment.float().cpu())
                 yield utterance.wav

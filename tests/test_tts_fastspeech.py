@@ -25,6 +25,20 @@ def even_durations(token_lengths: torch.Tensor, mel_lengths: torch.Tensor, L: in
     return torch.tensor(rows)
 
 
+def train_on(model, batch: dict, mels: torch.Tensor, steps: int, lr: float = 2e-3) -> list[dict[str, float]]:
+    """Adam on one batch (feature stats from ``mels (frames, M)``); the loss parts of every step."""
+    model.set_feature_stats(mels.mean(0), mels.std(0))
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        out = model(batch)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+        losses.append({name: float(value.detach()) for name, value in out.items()})
+    return losses
+
+
 def test_step_durations_round_token_boundaries_on_the_running_sum():
     # boundaries 5, 8, 16, 16 frames -> ceil(/4) = steps 2, 2, 4, 4
     assert step_durations(torch.tensor([[5, 3, 8, 0]]), 4).tolist() == [[2, 0, 2, 0]]
@@ -76,16 +90,8 @@ def test_fastspeech_learns_real_speech_and_synthesizes_the_right_length(short_ba
     batch = dict(batch, durations=even_durations(batch["token_lengths"], batch["mel_lengths"], batch["tokens"].size(1)))
     torch.manual_seed(0)
     model = tiny_fastspeech(vocab_size)
-    model.set_feature_stats(mels.mean(0), mels.std(0))
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    losses = []
-    for _ in range(150):
-        out = model(batch)
-        optimizer.zero_grad()
-        out["loss"].backward()
-        optimizer.step()
-        losses.append((float(out["mel"]), float(out["duration"])))
-    assert losses[-1][0] < 0.5 * losses[0][0] and losses[-1][1] < 0.1 * losses[0][1]
+    losses = train_on(model, batch, mels, steps=150)
+    assert losses[-1]["mel"] < 0.5 * losses[0]["mel"] and losses[-1]["duration"] < 0.1 * losses[0]["duration"]
     scalars, figures = model.eval().validation_extras(batch)
     assert set(figures) == {"alignment", "mel"} and scalars["duration_error_frames"] < 2.0
     result = synthesize_batch(model, batch["tokens"], batch["token_lengths"])

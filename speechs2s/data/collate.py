@@ -9,6 +9,8 @@ from torch.nn.utils.rnn import pad_sequence
 
 from speechs2s.errors import ManifestError
 
+PER_TOKEN_KEYS = ("durations", "pitch", "energy")  # optional TTS targets, one value per token
+
 
 def collate_asr(items: list[dict | None]) -> dict | None:
     """``{"ids": list[str], "features": (B, T, M), "feature_lengths": (B,), "tokens": (B, L),
@@ -30,7 +32,8 @@ def collate_asr(items: list[dict | None]) -> dict | None:
 
 def collate_tts(items: list[dict | None]) -> dict | None:
     """``{"ids", "tokens": (B, L), "token_lengths": (B,), "mels": (B, T, M), "mel_lengths": (B,), "skipped"}``,
-    plus ``"durations": (B, L)`` when the items have them (all or none: a mixed manifest is an error)."""
+    plus ``"durations"``, ``"pitch"``, ``"energy"`` ``(B, L)`` when the items have them (all or none: a mixed
+    manifest is an error)."""
     kept = [item for item in items if item is not None]
     if not kept:
         return None
@@ -44,12 +47,13 @@ def collate_tts(items: list[dict | None]) -> dict | None:
         "mel_lengths": mel_lengths,
         "skipped": len(items) - len(kept),
     }
-    with_durations = sum("durations" in item for item in kept)
-    if with_durations == len(kept):
-        batch["durations"] = _pad([item["durations"] for item in kept])[0]
-    elif with_durations:
-        missing = next(item["id"] for item in kept if "durations" not in item)
-        raise ManifestError(f"{missing!r} has no durations while others in its batch have them")
+    for key in PER_TOKEN_KEYS:
+        present = sum(key in item for item in kept)
+        if present == len(kept):
+            batch[key] = _pad([item[key] for item in kept])[0]
+        elif present:
+            missing = next(item["id"] for item in kept if key not in item)
+            raise ManifestError(f"{missing!r} has no {key} while others in its batch have them")
     return batch
 
 

@@ -24,8 +24,10 @@ from speechs2s.audio import ASR_FEATURES, TTS_FEATURES, FeatureConfig, LogMel, l
 from speechs2s.data.augment import speed_perturb
 from speechs2s.data.manifest import read_manifest
 from speechs2s.errors import AudioError, ManifestError
+from speechs2s.pitch import F_MAX, F_MIN, SILENCE_DB, THRESHOLD, VOICING, track_pitch
 
 log = logging.getLogger(__name__)
+PITCH_TRACKER = [F_MIN, F_MAX, THRESHOLD, VOICING, SILENCE_DB]  # in the pitch cache key
 
 
 class AudioDataset(Dataset):
@@ -140,22 +142,28 @@ class _TranscribedDataset(AudioDataset):
 
     def _features(self, index: int, generator: torch.Generator) -> torch.Tensor | None:
         """Log-mel ``(frames, M)`` of item ``index`` (from the cache when there); ``None`` if unreadable."""
-        cached = self._cache_path(index)
+        def log_mel():
+            wav = self._load(index, generator)
+            return None if wav is None else self.log_mel(wav)
+
+        return self._cached(index, log_mel)
+
+    def _cached(self, index: int, compute, *key) -> torch.Tensor | None:
+        """``compute()`` for item ``index``, or its cached result (``cache_dir``; ``key``: what else
+        the result depends on, beyond the audio and the feature config). ``None`` is not cached."""
+        cached = self._cache_path(index, *key)
         if cached is not None and cached.exists():
             return torch.from_numpy(np.load(cached))
-        wav = self._load(index, generator)
-        if wav is None:
-            return None
-        features = self.log_mel(wav)
-        if cached is not None:
+        result = compute()
+        if result is not None and cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             partial = cached.with_name(f"{cached.name}.{os.getpid()}.part")  # workers may race: rename is atomic
             with open(partial, "wb") as file:
-                np.save(file, features.numpy())
+                np.save(file, result.numpy())
             os.replace(partial, cached)
-        return features
+        return result
 
-    def _cache_path(self, index: int) -> Path | None:
+    def _cache_path(self, index: int, *key) -> Path | None:
         if self.cache_dir is None:
             return None
         entry = self.entries[index]
@@ -164,7 +172,7 @@ class _TranscribedDataset(AudioDataset):
         except OSError:
             return None  # unreadable: _load reports it
         key = json.dumps([os.path.abspath(entry["audio"]), stat.st_size, stat.st_mtime_ns, entry.get("start"),
-                          entry.get("end"), self.features.to_dict()])
+                          entry.get("end"), self.features.to_dict(), *key])
         digest = hashlib.sha1(key.encode()).hexdigest()
         return self.cache_dir / digest[:2] / f"{digest}.npy"
 
@@ -202,6 +210,43 @@ class TTSDataset(_TranscribedDataset):
                 return None
             item["durations"] = durations
         return item
+
+
+class VarianceTTSDataset(TTSDataset):
+    """FastSpeech 2 items: :class:`TTSDataset`'s (entries need ``durations``) plus, per token,
+    ``"pitch": (L,)`` the mean natural-log F0 (Hz) of its voiced frames and ``"energy": (L,)`` the mean
+    log frame energy (log of the L2 norm of the mel magnitudes), both NaN for a token without such
+    frames. F0 comes from :func:`speechs2s.pitch.track_pitch`, cached in ``cache_dir`` beside the mels."""
+
+    def __getitem__(self, index: int) -> dict | None:
+        item = super().__getitem__(index)
+        if item is None:
+            return None
+        if "durations" not in item:
+            raise ManifestError(f"{self.source}: {item['id']!r} has no durations (write them with 'speechs2s durations')")
+        generator = self._generator(index)  # the same draws as the mel's, so the same audio
+
+        def f0():
+            wav = self._load(index, generator)
+            return None if wav is None else track_pitch(wav, self.features.sample_rate, self.features.hop_length)
+
+        frames = self._cached(index, f0, "yin", PITCH_TRACKER)
+        if frames is None:
+            return None
+        log_f0 = torch.where(frames > 0, frames.clamp(min=1e-5).log(), torch.nan)[:len(item["mel"])]
+        energy = 0.5 * torch.logsumexp(item["mel"], -1)  # log sqrt(sum of the mel power)
+        item["pitch"], item["energy"] = token_means(log_f0, item["durations"]), token_means(energy, item["durations"])
+        return item
+
+
+def token_means(values: torch.Tensor, durations: torch.Tensor) -> torch.Tensor:
+    """Frame values ``(T,)`` (NaN: no value) and frames per token ``(L,)`` adding up to ``T`` -> the mean
+    of each token's frames that have a value ``(L,)``, NaN for a token with none."""
+    token = torch.repeat_interleave(torch.arange(len(durations)), durations)
+    known = ~values.isnan()
+    sums = torch.zeros(len(durations)).index_add_(0, token, torch.where(known, values, 0.0))
+    counts = torch.zeros(len(durations)).index_add_(0, token, known.float())
+    return sums / counts  # 0 / 0 = NaN
 
 
 class VocoderDataset(AudioDataset):

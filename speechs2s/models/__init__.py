@@ -18,7 +18,8 @@ from torch import nn
 
 from speechs2s.audio import ASR_FEATURES, TTS_FEATURES, FeatureConfig
 from speechs2s.data.collate import collate_asr, collate_text, collate_tts, collate_vocoder
-from speechs2s.data.datasets import ASRDataset, TextDataset, TTSDataset, VocoderDataset, read_text_entries
+from speechs2s.data.datasets import (ASRDataset, TextDataset, TTSDataset, VarianceTTSDataset, VocoderDataset,
+                                     read_text_entries)
 from speechs2s.data.manifest import read_manifest
 from speechs2s.errors import ConfigError
 from speechs2s.models.asr_conformer import ConformerASR, ConformerASRConfig
@@ -26,6 +27,7 @@ from speechs2s.models.asr_lstm import LSTMASR, LSTMASRConfig
 from speechs2s.models.asr_transformer import TransformerASR, TransformerASRConfig
 from speechs2s.models.lm import LSTMLM, LSTMLMConfig
 from speechs2s.models.tts_fastspeech import FastSpeech, FastSpeechConfig
+from speechs2s.models.tts_fastspeech2 import FastSpeech2, FastSpeech2Config
 from speechs2s.models.tts_tacotron import Tacotron2, Tacotron2Config
 from speechs2s.models.tts_transformer import TransformerTTS, TransformerTTSConfig
 from speechs2s.models.vocoder import HIFIGAN_PRESETS, VOCOS_PRESETS, HiFiGAN, HiFiGANConfig, Vocos, VocosConfig
@@ -53,6 +55,7 @@ class Task:
 read_audio_entries = partial(read_manifest, check_files=True)  # a bad line or a missing audio file stops training
 ASR = Task("asr", read_audio_entries, ASRDataset, collate_asr, ASR_FEATURES)
 TTS = Task("tts", read_audio_entries, TTSDataset, collate_tts, TTS_FEATURES)
+TTS_VARIANCE = Task("tts", read_audio_entries, VarianceTTSDataset, collate_tts, TTS_FEATURES)  # + pitch, energy
 VOCODER = Task("vocoder", read_audio_entries, VocoderDataset, collate_vocoder, TTS_FEATURES, text=False)
 LM = Task("lm", read_text_entries, TextDataset, collate_text, None)
 
@@ -99,6 +102,7 @@ MODELS = {spec.name: spec for spec in [
     ModelSpec("transformer_tts", TTS, TransformerTTS, TransformerTTSConfig),
     ModelSpec("tacotron2", TTS, Tacotron2, Tacotron2Config),
     ModelSpec("fastspeech", TTS, FastSpeech, FastSpeechConfig, entry_keys=("durations",)),
+    ModelSpec("fastspeech2", TTS_VARIANCE, FastSpeech2, FastSpeech2Config, entry_keys=("durations",)),
     ModelSpec("hifigan", VOCODER, HiFiGAN, HiFiGANConfig, HIFIGAN_PRESETS),
     ModelSpec("vocos", VOCODER, Vocos, VocosConfig, VOCOS_PRESETS),
     ModelSpec("lstm_lm", LM, LSTMLM, LSTMLMConfig),

@@ -125,6 +125,25 @@ class ConvStack(nn.Module):
         return x.transpose(1, 2)
 
 
+class VariancePredictor(nn.Module):
+    """``(B, L, D) -> (B, L)`` one value per token (FastSpeech's log-durations, FastSpeech 2's pitch and
+    energy): two (conv, ReLU, LayerNorm, dropout) layers and a linear; 0 on padding."""
+
+    def __init__(self, d_model: int, channels: int, kernel_size: int, dropout: float):
+        super().__init__()
+        self.convs = nn.ModuleList([nn.Conv1d(d_model, channels, kernel_size, padding=kernel_size // 2),
+                                    nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2)])
+        self.norms = nn.ModuleList([nn.LayerNorm(channels), nn.LayerNorm(channels)])
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(channels, 1)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = sequence_mask(lengths, x.size(1))[..., None]
+        for conv, norm in zip(self.convs, self.norms):
+            x = self.dropout(norm(F.relu(conv((x * mask).transpose(1, 2)).transpose(1, 2))))
+        return self.out(x).squeeze(-1) * mask[..., 0]
+
+
 class TransformerTextEncoder:
     """Mixin of the acoustic models that read text with a Transformer (TransformerTTS, FastSpeech):
     embedding -> conv prenet -> linear -> scaled positional encoding -> pre-LN Transformer encoder.

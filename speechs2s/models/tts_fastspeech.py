@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechs2s.losses import mel_loss
-from speechs2s.models.tts_blocks import AcousticModel, TransformerTextEncoder, TransformerTextEncoderConfig
+from speechs2s.models.tts_blocks import AcousticModel, TransformerTextEncoder, TransformerTextEncoderConfig, VariancePredictor
 from speechs2s.nn.masks import key_padding_mask, sequence_mask
 from speechs2s.nn.transformer import PositionalEncoding, TransformerEncoder
 
@@ -39,24 +39,6 @@ class FastSpeechConfig(TransformerTextEncoderConfig):
     duration_channels: int = 256
     duration_kernel_size: int = 3
     duration_weight: float = 1.0  # weight of the log-duration MSE in the loss
-
-
-class _DurationPredictor(nn.Module):
-    """``(B, L, D) -> (B, L)`` log(1 + frames) per token: two (conv, ReLU, LayerNorm, dropout) layers and a linear."""
-
-    def __init__(self, d_model: int, channels: int, kernel_size: int, dropout: float):
-        super().__init__()
-        self.convs = nn.ModuleList([nn.Conv1d(d_model, channels, kernel_size, padding=kernel_size // 2),
-                                    nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2)])
-        self.norms = nn.ModuleList([nn.LayerNorm(channels), nn.LayerNorm(channels)])
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(channels, 1)
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        mask = sequence_mask(lengths, x.size(1))[..., None]
-        for conv, norm in zip(self.convs, self.norms):
-            x = self.dropout(norm(F.relu(conv((x * mask).transpose(1, 2)).transpose(1, 2))))
-        return self.out(x).squeeze(-1) * mask[..., 0]
 
 
 def step_durations(frames: torch.Tensor, reduction_factor: int) -> torch.Tensor:
@@ -85,7 +67,7 @@ class FastSpeech(TransformerTextEncoder, AcousticModel):
         super().__init__(config)
         c = config
         self.init_text_encoder(c)
-        self.duration_predictor = _DurationPredictor(c.d_model, c.duration_channels, c.duration_kernel_size, c.dropout)
+        self.duration_predictor = VariancePredictor(c.d_model, c.duration_channels, c.duration_kernel_size, c.dropout)
         self.decoder_position = PositionalEncoding(c.d_model, c.dropout, learned_scale=True)
         self.decoder = TransformerEncoder(c.decoder_layers, c.d_model, c.n_heads, c.d_ff, c.dropout)
         self.mel_proj = nn.Linear(c.d_model, c.n_mels * c.reduction_factor)
@@ -101,35 +83,52 @@ class FastSpeech(TransformerTextEncoder, AcousticModel):
 
     def forward(self, batch: dict) -> dict:
         """``batch``: ``tokens (B, L)``, ``token_lengths``, ``mels (B, T, M)`` log-mel, ``mel_lengths``,
-        ``durations (B, L)`` frames per token -> ``dict(loss, mel, duration)`` scalars."""
+        ``durations (B, L)`` frames per token -> ``dict(loss, mel, duration)`` scalars (and the other
+        :meth:`variance_targets`' MSEs)."""
         c = self.config
-        before, after, log_durations = self._predict_with_durations(batch)
+        before, after, predicted = self._predict_with_durations(batch)
         mels, lengths = self.normalize(batch["mels"]), batch["mel_lengths"]
         mel = mel_loss(before, mels, lengths, c.mel_loss) + mel_loss(after, mels, lengths, c.mel_loss)
         mask = sequence_mask(batch["token_lengths"], batch["tokens"].size(1))
-        target = torch.log1p(batch["durations"].float())
-        duration = F.mse_loss(log_durations.float()[mask], target[mask])
-        return dict(loss=mel + c.duration_weight * duration, mel=mel.detach(), duration=duration.detach())
+        targets = self.variance_targets(batch)
+        losses = {name: F.mse_loss(predicted[name].float()[mask], target[mask]) for name, (target, _) in targets.items()}
+        loss = mel + sum(weight * losses[name] for name, (_, weight) in targets.items())
+        return dict(loss=loss, mel=mel.detach(), **{name: value.detach() for name, value in losses.items()})
+
+    def variance_targets(self, batch: dict) -> dict[str, tuple[torch.Tensor, float]]:
+        """What the variance predictors learn: name -> ``(target (B, L), loss weight)``; here
+        log(1 + frames) per token."""
+        return {"duration": (torch.log1p(batch["durations"].float()), self.config.duration_weight)}
+
+    def predict_variances(self, memory: torch.Tensor, token_lengths: torch.Tensor, batch: dict | None = None,
+                          pitch_shift: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Encoder output ``(B, L, D)`` -> (the decoder's input ``(B, L, D)``, predictions name -> ``(B, L)``).
+        FastSpeech predicts the durations only and passes ``memory`` on; FastSpeech 2 adds embeddings
+        of its pitch and energy (the targets of a training ``batch``, else the shifted predictions)."""
+        if pitch_shift:
+            raise ValueError(f"{type(self).__name__} has no pitch predictor")
+        return memory, {"duration": self.duration_predictor(memory, token_lengths)}
 
     def _predict_with_durations(self, batch: dict):
-        """Teacher-forced on the durations: ``(before, after)`` normalised mels ``(B, T, M)`` cut to the
-        batch's frames, and the predicted log(1 + frames) per token ``(B, L)``."""
+        """Teacher-forced on the durations (and the other variances): ``(before, after)`` normalised mels
+        ``(B, T, M)`` cut to the batch's frames, and the predictions of :meth:`predict_variances`."""
         tokens, token_lengths, lengths = batch["tokens"], batch["token_lengths"], batch["mel_lengths"]
-        memory = self.encode(tokens, token_lengths)
-        log_durations = self.duration_predictor(memory, token_lengths)
+        memory, predicted = self.predict_variances(self.encode(tokens, token_lengths), token_lengths, batch)
         steps = step_durations(batch["durations"], self.reduction_factor)
         frames = self.decode(memory, steps)[0]
         T = batch["mels"].size(1)
         before = F.pad(frames, (0, 0, 0, max(T - frames.size(1), 0)))[:, :T]
-        return before, self.refine(before, lengths), log_durations
+        return before, self.refine(before, lengths), predicted
 
     @torch.no_grad()
-    def generate(self, tokens: torch.Tensor, token_lengths: torch.Tensor, duration_scale: float = 1.0):
+    def generate(self, tokens: torch.Tensor, token_lengths: torch.Tensor, duration_scale: float = 1.0,
+                 pitch_shift: float = 0.0):
         """Synthesis in one pass: ``tokens (B, L)`` -> ``(mels (B, T, M)`` log-mel, ``lengths (B,)``
         frames, ``alignment (B, S, L)`` one-hot). ``duration_scale`` > 1 speaks slower; an item
-        always gets at least one decoder step."""
-        memory = self.encode(tokens, token_lengths)
-        frames = torch.expm1(self.duration_predictor(memory, token_lengths)).clamp(min=0) * duration_scale
+        always gets at least one decoder step. ``pitch_shift``: semitones (FastSpeech 2 only)."""
+        memory, predicted = self.predict_variances(self.encode(tokens, token_lengths), token_lengths,
+                                                   pitch_shift=pitch_shift)
+        frames = torch.expm1(predicted["duration"]).clamp(min=0) * duration_scale
         frames = frames * sequence_mask(token_lengths, tokens.size(1))
         steps = step_durations(frames, self.reduction_factor)
         steps[:, 0] += (steps.sum(-1) == 0).long()  # never an empty utterance
@@ -144,9 +143,9 @@ class FastSpeech(TransformerTextEncoder, AcousticModel):
         figures of the first item (its alignment from the teacher durations, mels)."""
         from speechs2s import plots
 
-        before, after, log_durations = self._predict_with_durations(batch)
+        before, after, predicted = self._predict_with_durations(batch)
         mask = sequence_mask(batch["token_lengths"], batch["tokens"].size(1))
-        error = (torch.expm1(log_durations) - batch["durations"]).abs()[mask].mean()
+        error = (torch.expm1(predicted["duration"]) - batch["durations"]).abs()[mask].mean()
         frames, tokens = int(batch["mel_lengths"][0]), int(batch["token_lengths"][0])
         steps = step_durations(batch["durations"][:1, :tokens], self.reduction_factor)
         alignment = regulate_length(torch.eye(tokens, device=steps.device)[None], steps)[0][0]

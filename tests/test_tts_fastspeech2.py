@@ -1,0 +1,149 @@
+"""FastSpeech 2: the YIN pitch tracker, per-token pitch and energy from real speech (cached), training,
+starting from the bundled FastSpeech, and ``pitch_shift`` / ``speak --pitch``."""
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechs2s.audio import TTS_FEATURES, LogMel, load_audio
+from speechs2s.data.collate import collate_tts
+from speechs2s.data.datasets import VarianceTTSDataset, token_means
+from speechs2s.models.tts_fastspeech2 import FastSpeech2, FastSpeech2Config
+from speechs2s.pitch import track_pitch
+from test_tts_fastspeech import even_durations, train_on
+from test_tts_models import SHORT_IDS
+
+REPO = Path(__file__).resolve().parents[1]
+SR, HOP = TTS_FEATURES.sample_rate, TTS_FEATURES.hop_length
+
+
+def tiny_fastspeech2(vocab_size: int) -> FastSpeech2:
+    return FastSpeech2(FastSpeech2Config(vocab_size=vocab_size, reduction_factor=4, d_model=64, n_heads=2, d_ff=128,
+                                         encoder_layers=2, decoder_layers=2, embedding_dim=64, duration_channels=64,
+                                         variance_channels=64, postnet_channels=64, postnet_layers=3, dropout=0.0))
+
+
+@pytest.mark.parametrize("f0", [75.0, 150.0, 320.0])
+def test_yin_finds_the_f0_of_a_tone_and_leaves_silence_and_noise_unvoiced(f0):
+    t = torch.arange(SR) / SR
+    tone = 0.4 * torch.sin(2 * math.pi * f0 * t) + 0.2 * torch.sin(2 * math.pi * 2 * f0 * t + 1.0)  # a strong octave
+    wav = torch.cat([torch.zeros(SR // 2), tone, 0.05 * torch.randn(SR // 2, generator=torch.Generator().manual_seed(0))])
+    pitch = track_pitch(wav, SR, HOP)
+    assert pitch.shape == (len(wav) // HOP + 1,)
+    inside = pitch[(SR // 2) // HOP + 4:(3 * SR // 2) // HOP - 4]
+    assert (inside - f0).abs().max() < 0.03 * f0, inside
+    assert (pitch[:(SR // 2) // HOP - 4] == 0).all() and (pitch[(3 * SR // 2) // HOP + 4:] == 0).all()
+
+
+def test_token_means_average_the_frames_that_have_a_value():
+    values = torch.tensor([1.0, 3.0, torch.nan, 5.0, torch.nan, 2.0])
+    assert torch.allclose(token_means(values, torch.tensor([2, 0, 2, 1, 1])),
+                          torch.tensor([2.0, torch.nan, 5.0, torch.nan, 2.0]), equal_nan=True)
+
+
+@pytest.fixture(scope="module")
+def variance_entries(corpora):
+    """The four short joe-lj sentences with durations (each item's frames shared out evenly) in the
+    bundled tts-default's phoneme tokenizer."""
+    from speechs2s.checkpoint import resolve_checkpoint
+    from speechs2s.data.corpora import import_ljspeech
+    from speechs2s.text.tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.load(resolve_checkpoint("tts-default") / "tokenizer.json")
+    entries = [e for e in import_ljspeech(corpora / "joe-lj" / "dev") if e["id"] in SHORT_IDS]
+    for entry in entries:
+        tokens = len(tokenizer.encode(entry["text"]))
+        frames = len(LogMel(TTS_FEATURES)(load_audio(entry["audio"], SR)))
+        entry["durations"] = even_durations(torch.tensor([tokens]), torch.tensor([frames]), tokens)[0].tolist()
+    return entries, tokenizer
+
+
+def test_dataset_gives_per_token_pitch_and_energy_from_the_cache(variance_entries, tmp_path):
+    entries, tokenizer = variance_entries
+    dataset = VarianceTTSDataset(entries, tokenizer, cache_dir=tmp_path)
+    item = dataset[0]
+    assert item["pitch"].shape == item["energy"].shape == item["tokens"].shape
+    voiced = item["pitch"][~item["pitch"].isnan()].exp()
+    assert len(voiced) > 0.3 * len(item["pitch"]) and 60 < float(voiced.median()) < 200  # joe speaks low
+    assert not item["energy"].isnan().any()
+    assert len(list(tmp_path.rglob("*.npy"))) == 2  # the mel and the F0
+    again = VarianceTTSDataset(entries, tokenizer, cache_dir=tmp_path)[0]
+    assert torch.equal(again["pitch"].nan_to_num(), item["pitch"].nan_to_num())
+    batch = collate_tts([dataset[i] for i in range(len(entries))])
+    assert batch["pitch"].shape == batch["energy"].shape == batch["tokens"].shape
+
+
+def test_fastspeech2_learns_durations_pitch_and_energy_of_real_speech(variance_entries):
+    entries, tokenizer = variance_entries
+    batch = collate_tts([item for item in VarianceTTSDataset(entries, tokenizer)])
+    torch.manual_seed(0)
+    model = tiny_fastspeech2(tokenizer.vocab_size)
+    mels = torch.cat([batch["mels"][i, :n] for i, n in enumerate(batch["mel_lengths"])])
+    losses = train_on(model, batch, mels, steps=60)
+    assert set(losses[0]) == {"loss", "mel", "duration", "pitch", "energy"}
+    for name, share in [("mel", 0.6), ("duration", 0.1), ("pitch", 0.5), ("energy", 0.5)]:
+        assert losses[-1][name] < share * losses[0][name], (name, losses[0], losses[-1])
+    mask = torch.arange(batch["tokens"].size(1))[None] < batch["token_lengths"][:, None]
+    voiced = batch["pitch"][mask & ~batch["pitch"].isnan()]
+    assert torch.allclose(model.variance_mean[0], voiced.mean()) and 4.0 < float(model.variance_mean[0]) < 5.5
+
+    # pitch_shift moves the pitch fed to the embedding by ln(2) * semitones / 12, in log-F0 std units
+    fed = []
+    model.pitch_embedding.register_forward_hook(lambda module, inputs, output: fed.append(inputs[0][:, 0]))
+    model.eval()
+    plain = model.generate(batch["tokens"], batch["token_lengths"])[0]
+    higher = model.generate(batch["tokens"], batch["token_lengths"], pitch_shift=4.0)[0]
+    expected = math.log(2) * 4 / 12 / model.variance_std[0]
+    assert torch.allclose((fed[1] - fed[0])[mask], expected.expand(int(mask.sum())), atol=1e-5)
+    assert plain.shape == higher.shape and not torch.allclose(plain, higher)
+
+
+def test_fastspeech2_starts_from_the_bundled_fastspeech_keeping_its_weights():
+    from speechs2s.checkpoint import read_config, read_weights, resolve_checkpoint
+    from speechs2s.models import build_model
+    from speechs2s.train.trainer import load_initial_weights
+
+    directory = resolve_checkpoint("tts-default")
+    options = {key: value for key, value in read_config(directory)["model"].items() if key != "name"}
+    model = build_model("fastspeech2", options)
+    load_initial_weights(model, str(directory), "fastspeech2", partial=True)
+    start, state = read_weights(directory), model.state_dict()
+    assert all(torch.equal(state[key].float(), value.float()) for key, value in start.items())
+    fresh = {key.split(".")[0] for key in state if key not in start}
+    assert fresh == {"pitch_predictor", "energy_predictor", "pitch_embedding", "energy_embedding",
+                     "variance_mean", "variance_std"}
+
+
+def test_train_then_speak_with_pitch(variance_entries, tmp_path):
+    """``speechs2s train configs/tts_fastspeech2.yaml`` (from tts-default) for two steps (the F0 cached beside the
+    mels), then ``speak --pitch``; a model without pitch refuses ``--pitch`` in one error line."""
+    from click.testing import CliRunner
+
+    from speechs2s.cli import main
+    from speechs2s.data.manifest import write_manifest
+    from speechs2s.tts import load_tts
+
+    write_manifest(tmp_path / "d.jsonl", variance_entries[0])
+    overrides = {"data.train": tmp_path / "d.jsonl", "data.valid": tmp_path / "d.jsonl", "data.num_workers": 0,
+                 "data.feature_cache": tmp_path / "cache", "trainer.out_dir": tmp_path / "exp", "trainer.device": "cpu",
+                 "trainer.max_steps": 2, "trainer.valid_every": 2, "trainer.ckpt_every": 2, "trainer.log_every": 1}
+    runner = CliRunner()
+    result = runner.invoke(main, ["train", str(REPO / "configs" / "tts_fastspeech2.yaml"),
+                                  *[arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")]])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "init_from" in result.stderr and "start fresh" not in result.stderr  # no tensor of another shape
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 2 * len(SHORT_IDS)  # mels and F0
+
+    tts = load_tts(tmp_path / "exp" / "final", "cpu")
+    assert not tts.model.variance_mean.isnan().any()
+    low, high = (tts.synthesize("Hello there.", pitch=pitch)[0] for pitch in (0, 4))
+    assert low.shape == high.shape and not (low == high).all()
+    for model, ok in [(str(tmp_path / "exp" / "final"), True), ("default", False)]:
+        result = runner.invoke(main, ["speak", "Hello there.", "-o", str(tmp_path / "x.wav"), "--model", model,
+                                      "--pitch", "4", "--device", "cpu"])
+        if ok:
+            assert result.exit_code == 0, result.output
+        else:
+            assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+            assert result.output.startswith("error: pitch +4 semitones") and "fastspeech2" in result.output
