@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torchaudio.functional import edit_distance
 
+from speechs2s.decode.asr import sample_attention
 from speechs2s.losses import ctc_loss, label_smoothed_cross_entropy, mwer_risk
 from speechs2s.metrics import error_counts
 from speechs2s.nn.normalization import FeatureNormalization
@@ -164,8 +165,6 @@ class ASRModel(FeatureNormalization, nn.Module):
         with the reference (both decoded by the tokenizer, :func:`speechs2s.metrics.error_counts`);
         ``risk`` is :func:`speechs2s.losses.mwer_risk`, ``nbest_wer`` the mean WER of the hypotheses.
         ``enc (B, T', D)``, ``enc_lengths (B,)``, ``tokens (B, L)`` padded 0, ``token_lengths (B,)``."""
-        from speechs2s.decode.asr import sample_attention
-
         if self.tokenizer is None:
             raise RuntimeError("mwer_weight > 0 needs the tokenizer: call model.set_tokenizer(tokenizer) first")
         n = self.config.mwer_hypotheses
