@@ -25,7 +25,8 @@ def ctc_loss(log_probs: torch.Tensor, input_lengths: torch.Tensor, targets: torc
     return loss / target_lengths.sum().clamp(min=1)
 
 
-def mwer_risk(sequence_log_probs: torch.Tensor, word_errors: torch.Tensor, ref_words: torch.Tensor) -> torch.Tensor:
+def mwer_risk(sequence_log_probs: torch.Tensor, word_errors: torch.Tensor,
+              ref_words: torch.Tensor) -> torch.Tensor:
     """Minimum word error rate risk (Prabhavalkar et al. 2018) of ``N`` hypotheses per utterance.
 
     ``sequence_log_probs (B, N)`` (differentiable), ``word_errors (B, N)``, ``ref_words (B,)`` ->

@@ -54,7 +54,7 @@ class ASRHeadConfig:
         if self.mwer_weight > 0 and self.ctc_weight == 1:
             raise ValueError("mwer_weight needs the attention decoder, which ctc_weight = 1 leaves untrained")
         if self.mwer_hypotheses < 2:
-            raise ValueError(f"mwer_hypotheses must be at least 2 (the risk compares hypotheses), got {self.mwer_hypotheses}")
+            raise ValueError(f"mwer_hypotheses must be at least 2 (the risk compares them), got {self.mwer_hypotheses}")
 
     @classmethod
     def preset(cls, size: str, **overrides):
