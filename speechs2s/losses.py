@@ -25,6 +25,21 @@ def ctc_loss(log_probs: torch.Tensor, input_lengths: torch.Tensor, targets: torc
     return loss / target_lengths.sum().clamp(min=1)
 
 
+def mwer_risk(sequence_log_probs: torch.Tensor, word_errors: torch.Tensor,
+              ref_words: torch.Tensor) -> torch.Tensor:
+    """Minimum word error rate risk (Prabhavalkar et al. 2018) of ``N`` hypotheses per utterance.
+
+    ``sequence_log_probs (B, N)`` (differentiable), ``word_errors (B, N)``, ``ref_words (B,)`` ->
+    mean over utterances of ``sum_i p_i * (errors_i - mean errors) / ref_words``, where ``p`` is the
+    softmax of the log-probs over the N-best (renormalised) and the mean is the baseline that lowers
+    the variance: 0 when every hypothesis has as many errors; its gradient moves probability mass
+    toward the hypotheses with fewer errors than average."""
+    probs = sequence_log_probs.float().softmax(dim=-1)
+    errors = word_errors.float()
+    relative = (errors - errors.mean(dim=-1, keepdim=True)) / ref_words.float().clamp(min=1)[:, None]
+    return (probs * relative).sum(dim=-1).mean()
+
+
 # --- TTS losses -------------------------------------------------------------------------------
 
 

@@ -382,3 +382,32 @@ def _logaddexp(a: float, b: float) -> float:
     if b == NEG_INF:
         return a
     return max(a, b) + math.log1p(math.exp(-abs(a - b)))
+
+
+@torch.no_grad()
+def sample_attention(model, enc: torch.Tensor, enc_lengths: torch.Tensor, limits: torch.Tensor, eos_id: int,
+                     num_samples: int, blank_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``num_samples`` hypotheses per utterance from the attention decoder, all in one batch: the first
+    is the greedy (argmax) one, the others ancestral samples from its softmax (temperature 1).
+
+    ``enc (B, T', D)``, ``enc_lengths (B,)``, ``limits (B,)`` most tokens per utterance -> ``tokens
+    (B * N, L)`` padded 0 (no sos/eos/blank; rows ``b * N .. b * N + N - 1`` belong to utterance b)
+    and their ``lengths (B * N,)``; a row that reaches its limit stops there, unfinished."""
+    rows = torch.arange(len(enc), device=enc.device).repeat_interleave(num_samples)
+    greedy = torch.arange(len(rows), device=enc.device) % num_samples == 0
+    limits = limits[rows]
+    state = model.reorder_state(model.init_decoder_state(enc, enc_lengths), rows)
+    prev = torch.full((len(rows),), eos_id, dtype=torch.long, device=enc.device)  # sos == eos
+    lengths = torch.zeros_like(prev)
+    done = torch.zeros_like(prev, dtype=torch.bool)
+    steps = []
+    while not done.all():
+        log_probs, state = model.decode_step(prev, state)
+        log_probs[:, blank_id] = NEG_INF
+        sampled = torch.multinomial(log_probs.float().softmax(-1), 1)[:, 0]
+        prev = torch.where(greedy, log_probs.argmax(-1), sampled)
+        ended = done | (prev == eos_id)
+        steps.append(prev.masked_fill(ended, 0))
+        lengths += ~ended
+        done = ended | (lengths >= limits)
+    return torch.stack(steps, 1), lengths

@@ -20,7 +20,9 @@ import torch
 from torch import nn
 from torchaudio.functional import edit_distance
 
-from speechs2s.losses import ctc_loss, label_smoothed_cross_entropy
+from speechs2s.decode.asr import sample_attention
+from speechs2s.losses import ctc_loss, label_smoothed_cross_entropy, mwer_risk
+from speechs2s.metrics import error_counts
 from speechs2s.nn.normalization import FeatureNormalization
 
 
@@ -35,6 +37,8 @@ class ASRHeadConfig:
     ctc_weight: float = 0.3         # loss = ctc_weight * CTC + (1 - ctc_weight) * attention CE; 0 builds no CTC head
     label_smoothing: float = 0.1
     scheduled_sampling: float = 0.0  # probability of feeding the model's own prediction while training
+    mwer_weight: float = 0.0        # training loss += mwer_weight * MWER risk (see ASRModel.mwer_loss); 0 = off
+    mwer_hypotheses: int = 4        # N-best size of the MWER loss: the greedy hypothesis + N - 1 samples
 
     PRESETS: ClassVar[dict] = {}
 
@@ -45,6 +49,12 @@ class ASRHeadConfig:
             raise ValueError(f"sos_id={self.sos_id} is not a valid non-blank id for vocab_size={self.vocab_size}")
         if not 0 <= self.ctc_weight <= 1:
             raise ValueError(f"ctc_weight must be in [0, 1], got {self.ctc_weight}")
+        if self.mwer_weight < 0:
+            raise ValueError(f"mwer_weight must be >= 0, got {self.mwer_weight}")
+        if self.mwer_weight > 0 and self.ctc_weight == 1:
+            raise ValueError("mwer_weight needs the attention decoder, which ctc_weight = 1 leaves untrained")
+        if self.mwer_hypotheses < 2:
+            raise ValueError(f"mwer_hypotheses must be at least 2 (the risk compares them), got {self.mwer_hypotheses}")
 
     @classmethod
     def preset(cls, size: str, **overrides):
@@ -63,6 +73,7 @@ class ASRModel(FeatureNormalization, nn.Module):
         self.config = config
         self.sos_id = self.eos_id = config.sos_id
         self.register_feature_stats(config.n_mels)
+        self.tokenizer = None  # turns hypotheses into words for the MWER loss (set_tokenizer)
 
     def encode_layers(self, features: torch.Tensor, feature_lengths: torch.Tensor):
         """``encode`` plus the outputs ``[(B, T', D), ...]`` of the encoder layers that take an intermediate
@@ -102,7 +113,10 @@ class ASRModel(FeatureNormalization, nn.Module):
         Scheduled sampling (training only, probability ``p = scheduled_sampling``): a first
         teacher-forced pass without gradients predicts every position greedily; each decoder input
         after ``<sos>`` is then replaced by the model's own prediction with probability ``p`` and the
-        loss comes from a second pass on these mixed inputs."""
+        loss comes from a second pass on these mixed inputs.
+
+        MWER (training only, ``mwer_weight > 0``): adds ``mwer`` and ``nbest_wer`` (:meth:`mwer_loss`)
+        and ``loss += mwer_weight * mwer``."""
         config = self.config
         tokens, token_lengths = batch["tokens"], batch["token_lengths"]
         enc, enc_lengths, intermediate = self.encode_layers(batch["features"], batch["feature_lengths"])
@@ -126,7 +140,44 @@ class ASRModel(FeatureNormalization, nn.Module):
             valid = targets != 0
             parts["acc"] = (logits.argmax(dim=-1) == targets)[valid].float().mean()
         loss = config.ctc_weight * ctc + (1 - config.ctc_weight) * parts.get("att", 0.0)
+        if self.training and config.mwer_weight > 0:
+            parts |= self.mwer_loss(enc, enc_lengths, tokens, token_lengths)
+            loss = loss + config.mwer_weight * parts["mwer"]
         return {"loss": loss, **parts}
+
+    def set_tokenizer(self, tokenizer) -> None:
+        """The tokenizer of the training data (the trainer sets it): MWER counts word errors on its text."""
+        self.tokenizer = tokenizer
+
+    def sequence_log_probs(self, tokens, token_lengths, enc, enc_lengths) -> torch.Tensor:
+        """Teacher-forced ``log p(tokens, eos)`` of each row: ``tokens (B, L)`` padded 0 (no sos/eos),
+        ``token_lengths (B,)``, ``enc (B, T', D)``, ``enc_lengths (B,)`` -> ``(B,)``."""
+        inputs, targets = self.teacher_forcing_pairs(tokens, token_lengths)
+        log_probs = self.decoder_log_probs(inputs, enc, enc_lengths).gather(-1, targets[..., None])[..., 0]
+        return (log_probs * (targets != 0)).sum(dim=-1)
+
+    def mwer_loss(self, enc, enc_lengths, tokens, token_lengths) -> dict:
+        """Minimum word error rate training (Prabhavalkar et al. 2018): ``{"mwer": risk, "nbest_wer"}``.
+
+        Per utterance, ``N = mwer_hypotheses`` hypotheses (greedy + samples, at most ``2 L + 5`` tokens
+        for a reference of ``L``) are drawn without gradients, re-scored with teacher forcing
+        (``log p(y, eos)``, differentiable through decoder and encoder) and compared word by word
+        with the reference (both decoded by the tokenizer, :func:`speechs2s.metrics.error_counts`);
+        ``risk`` is :func:`speechs2s.losses.mwer_risk`, ``nbest_wer`` the mean WER of the hypotheses.
+        ``enc (B, T', D)``, ``enc_lengths (B,)``, ``tokens (B, L)`` padded 0, ``token_lengths (B,)``."""
+        if self.tokenizer is None:
+            raise RuntimeError("mwer_weight > 0 needs the tokenizer: call model.set_tokenizer(tokenizer) first")
+        n = self.config.mwer_hypotheses
+        hyps, hyp_lengths = sample_attention(self, enc.detach(), enc_lengths, 2 * token_lengths + 5, self.eos_id, n)
+        rows = torch.arange(len(enc), device=enc.device).repeat_interleave(n)
+        log_probs = self.sequence_log_probs(hyps, hyp_lengths, enc[rows], enc_lengths[rows])
+        refs = [self.tokenizer.decode(ref[:length]) for ref, length in zip(tokens, token_lengths.tolist())]
+        counts = [error_counts(refs[i // n], self.tokenizer.decode(hyp[:length]))
+                  for i, (hyp, length) in enumerate(zip(hyps, hyp_lengths.tolist()))]
+        errors = torch.tensor([c["sub"] + c["del"] + c["ins"] for c in counts], device=enc.device).view(-1, n)
+        ref_words = torch.tensor([c["ref_words"] for c in counts[::n]], device=enc.device)
+        risk = mwer_risk(log_probs.view(-1, n), errors, ref_words)
+        return {"mwer": risk, "nbest_wer": errors.sum() / (n * ref_words.sum().clamp(min=1))}
 
     @torch.no_grad()
     def validation_extras(self, batch: dict):

@@ -208,6 +208,8 @@ class Trainer:
         self.rank, self.world_size, self.device = placement.rank, placement.world_size, placement.device
         self.out_dir = Path(config.trainer.out_dir)
         self.module = model.to(self.device)
+        if hasattr(model, "set_tokenizer"):  # ASR models count word errors with it (MWER training)
+            model.set_tokenizer(tokenizer)
         self.model = self.module
         if self.world_size > 1:
             device_ids = [self.device] if self.device.type == "cuda" else None
