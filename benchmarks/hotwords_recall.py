@@ -14,7 +14,8 @@ each condition: ``none`` (no list), ``names`` (the union of all sentences' phras
 list for every sentence), ``unrelated`` (``hotwords_unrelated.txt``: 50 names and terms found in no
 sentence) and ``empty`` (an empty list), at every ``--bonus``. Name recall is the fraction of the
 phrases (normalised like the references) found as whole words in the normalised hypothesis; WER is
-the package's. Nothing is timed.
+the package's. ``--whisper`` adds Whisper tiny.en (no list; it has no hotwords) as the peer row: run
+with ``benchmarks/.venv-peers/bin/python``. Nothing is timed.
 """
 import argparse
 import datetime
@@ -76,11 +77,25 @@ def found(phrase: str, hypothesis: str) -> bool:
     return re.search(rf"(^| ){re.escape(normalize_for_asr(phrase))}( |$)", normalize_for_asr(hypothesis)) is not None
 
 
-def measure(data: Path, model: str, bonuses: list[float], gates: list[float], threads: int, beam: int) -> Path:
+def score_run(condition: str, entries: list[dict], hyps: list[str], **settings) -> dict:
+    """WER and name recall of ``hyps`` (one per entry) as a report row."""
+    from speechs2s.metrics import wer
+
+    hits = [[found(p, hyp) for p in entry["phrases"]] for entry, hyp in zip(entries, hyps)]
+    total = sum(len(h) for h in hits)
+    run = {"condition": condition, **settings, "wer": round(wer([entry["text"] for entry in entries], hyps), 4),
+           "name_recall": round(sum(map(sum, hits)) / total, 4), "names_found": sum(map(sum, hits)),
+           "names_total": total, "hypotheses": hyps}
+    print(f"{condition:9s} {settings}  WER {100 * run['wer']:.2f}%  "
+          f"name recall {100 * run['name_recall']:.1f}% ({run['names_found']}/{total})", flush=True)
+    return run
+
+
+def measure(data: Path, model: str, bonuses: list[float], gates: list[float], threads: int, beam: int,
+            whisper: bool) -> Path:
     import dataclasses
 
     from speechs2s.asr import load_asr
-    from speechs2s.metrics import wer
     from speechs2s.utils import set_threads
 
     set_threads(threads)
@@ -99,18 +114,17 @@ def measure(data: Path, model: str, bonuses: list[float], gates: list[float], th
             if asr.context is not None:
                 asr.context.min_ctc_gain = gate
             hyps = [t.text for t in asr.transcribe_files([entry["audio"] for entry in entries], decode)]
-            refs = [entry["text"] for entry in entries]
-            hits = [[found(p, hyp) for p in entry["phrases"]] for entry, hyp in zip(entries, hyps)]
-            total = sum(len(h) for h in hits)
-            run = {"condition": condition, "bonus": bonus if phrases is not None else None,
-                   "min_ctc_gain": gate if phrases is not None else None,
-                   "phrases": len(phrases or []), "wer": round(wer(refs, hyps), 4),
-                   "name_recall": round(sum(map(sum, hits)) / total, 4), "names_found": sum(map(sum, hits)),
-                   "names_total": total, "hypotheses": hyps}
-            runs.append(run)
-            print(f"{condition:9s} bonus {run['bonus']} gate {run['min_ctc_gain']}  WER {100 * run['wer']:.2f}%  "
-                  f"name recall {100 * run['name_recall']:.1f}% ({run['names_found']}/{total})", flush=True)
+            runs.append(score_run(condition, entries, hyps, bonus=bonus if phrases is not None else None,
+                                  min_ctc_gain=gate if phrases is not None else None, phrases=len(phrases or [])))
     asr.set_hotwords(None)
+    if whisper:
+        import common
+
+        from speechs2s.audio import load_audio
+
+        transcribe = common.whisper_tiny_en("float32", threads)
+        hyps = [transcribe(load_audio(entry["audio"], 16000).numpy()) for entry in entries]
+        runs.append(score_run("whisper-tiny.en", entries, hyps, phrases=0))
     report = {"benchmark": "hotwords_recall", "model": model, "threads": threads, "beam": beam,
               "sentences": len(entries), "names_list": names, "unrelated_list": lists["unrelated"],
               "references": [entry["text"] for entry in entries],
@@ -134,12 +148,13 @@ def main():
     run.add_argument("--min-ctc-gain", default="-4,-1000", help="comma-separated CTC prefix gains a hotword token needs")
     run.add_argument("--beam", type=int, default=8)
     run.add_argument("--threads", type=int, default=1)
+    run.add_argument("--whisper", action="store_true", help="add Whisper tiny.en without a list (peers' venv)")
     args = parser.parse_args()
     if args.command == "synthesize":
         synthesize(args.data)
     else:
         measure(args.data, args.model, [float(b) for b in args.bonus.split(",")],
-                [float(g) for g in args.min_ctc_gain.split(",")], args.threads, args.beam)
+                [float(g) for g in args.min_ctc_gain.split(",")], args.threads, args.beam, args.whisper)
 
 
 if __name__ == "__main__":

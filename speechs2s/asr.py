@@ -48,6 +48,7 @@ from speechs2s.vad import VADConfig, file_frame_levels, frame_levels, has_speech
 # a file (path or seekable binary file object), or a waveform: mono (T,), float in [-1, 1], with its sample_rate
 Audio = AudioSource | np.ndarray | torch.Tensor
 MIN_SECONDS = 0.1  # shorter pieces are padded with silence (the encoders need a few frames)
+OWN_LM_DIR = "lm"  # a checkpoint folder's own language model (load_asr(lm="auto"))
 
 
 @dataclass
@@ -421,17 +422,22 @@ def _score(entry: dict, transcript: Transcript) -> dict:
 
 
 def load_asr(name_or_path: str | Path = "default", device: str | torch.device | None = None,
-             lm: str | Path | None = None, **options) -> ASR:
+             lm: str | Path | None = "auto", **options) -> ASR:
     """Load a recogniser from a checkpoint directory, a training output folder or a bundled model
     name (``"default"``); ``device`` defaults to CUDA when available. ``lm``: a language model trained with
     this model's tokenizer, fused into beam search with the weights tuned for it (``fusion.json``; pass
-    ``decode=DecodeConfig(lm_weight=..., length_bonus=...)`` to override). ``options`` go to :class:`ASR`
-    (``max_segment_seconds``, ``batch_seconds``, ``vad``, ``decode``, ``hotwords``, ``hotword_bonus``)."""
-    from speechs2s.checkpoint import load_checkpoint
+    ``decode=DecodeConfig(lm_weight=..., length_bonus=...)`` to override); ``"auto"``: the model's own LM
+    (the ``lm/`` folder of its checkpoint, as bundled with asr-default) if it has one; ``None``: none.
+    ``options`` go to :class:`ASR` (``max_segment_seconds``, ``batch_seconds``, ``vad``, ``decode``,
+    ``hotwords``, ``hotword_bonus``)."""
+    from speechs2s.checkpoint import load_checkpoint, resolve_checkpoint
     from speechs2s.utils import select_device
 
     device = select_device(device)
-    model, tokenizer, config = load_checkpoint(name_or_path, device, task="asr")
+    directory = resolve_checkpoint(name_or_path, task="asr")
+    model, tokenizer, config = load_checkpoint(directory, device, task="asr")
+    if lm == "auto":
+        lm = directory / OWN_LM_DIR if (directory / OWN_LM_DIR).is_dir() else None
     if lm is not None:
         from speechs2s.lm import load_lm
 

@@ -170,7 +170,8 @@ def _asr_options(command):
         click.option("--ctc-weight", type=click.FloatRange(0, 1), default=0.3, show_default=True,
                      help="Weight of CTC prefix scores in the beam search (1 = CTC prefix beam search only)."),
         click.option("--lm", help="Language model trained with the ASR model's tokenizer (folder or bundled name), "
-                                  "fused into beam search with the weights stored by 'speechs2s tune-lm'."),
+                                  "fused into beam search with the weights stored by 'speechs2s tune-lm'; none: no LM "
+                                  "(default: the model's own, as bundled with asr-default)."),
         click.option("--lm-weight", type=click.FloatRange(min=0), help="Override the LM weight (0 turns it off)."),
         click.option("--length-bonus", type=float, help="Override the per-token length bonus that goes with the LM."),
         click.option("--hotwords", help='Names and terms to favour, comma-separated: "Nguyen, Kubernetes, Oyelaran".'),
@@ -201,6 +202,7 @@ def _load_recognizer(model_name, beam, ctc_weight, lm, lm_weight, length_bonus, 
     if hotwords_file is not None:
         phrases += read_hotwords_file(hotwords_file)
     set_threads(threads)
+    lm = {None: "auto", "none": None}.get(lm, lm)
     asr = load_asr(model_name, device, lm=lm, hotwords=phrases, hotword_bonus=hotword_bonus)
     decode = dataclasses.replace(asr.decode, mode="beam", beam_size=beam, ctc_weight=ctc_weight)
     if lm_weight is not None:
@@ -416,12 +418,12 @@ def tune_lm(manifest, model_name, beam, ctc_weight, lm, lm_weight, length_bonus,
     """
     from speechs2s.fusion import tune_fusion
 
-    if not lm:
+    if lm in (None, "none"):
         raise ConfigError("tune-lm: --lm DIR is required")
     grids = [_floats(weights, "--weights"), _floats(bonuses, "--bonuses")]
     asr, decode = _load_recognizer(model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads,
                                    hotwords, hotwords_file, hotword_bonus)
-    report = tune_fusion(asr, lm, manifest, *grids, decode, progress=sys.stderr.isatty())
+    report = tune_fusion(asr, lm, manifest, *grids, decode, progress=sys.stderr.isatty(), asr_name=model_name)
     for run in report["runs"]:
         click.echo(f"lm_weight {run['lm_weight']:g}  length_bonus {run['length_bonus']:g}  "
                    f"WER {100 * run['wer']:.2f}%  CER {100 * run['cer']:.2f}%")

@@ -38,9 +38,11 @@ def read_fusion(lm_name_or_dir: str | Path) -> FusionWeights:
 
 
 def tune_fusion(asr, lm_dir: str | Path, manifest: str | Path, lm_weights: list[float],
-                length_bonuses: list[float], decode: DecodeConfig | None = None, progress: bool = False) -> dict:
+                length_bonuses: list[float], decode: DecodeConfig | None = None, progress: bool = False,
+                asr_name: str = "") -> dict:
     """Decode ``manifest`` with ``asr`` (whose ``lm`` is set) for every pair of weights, keep the pair with the
-    lowest WER (ties: the smaller weight) and write ``{"best", "runs", "manifest", "asr"}`` to ``LM/fusion.json``.
+    lowest WER (ties: the smaller weight) and write ``{"best", "runs", "manifest", "asr"}`` to ``LM/fusion.json``
+    (``asr``: ``asr_name``, the model the weights were tuned with).
     ``lm_weight`` 0 is always tried, so the stored choice is never worse than no LM on this set."""
     base = decode or DecodeConfig()
     runs = []
@@ -51,6 +53,6 @@ def tune_fusion(asr, lm_dir: str | Path, manifest: str | Path, lm_weights: list[
             runs.append({"lm_weight": weight, "length_bonus": bonus, "wer": evaluation.wer, "cer": evaluation.cer})
     best = min(runs, key=lambda run: (run["wer"], run["lm_weight"], run["length_bonus"]))
     report = {"best": best, "runs": runs, "manifest": str(manifest), "beam_size": base.beam_size,
-              "ctc_weight": base.ctc_weight, "asr": str(getattr(asr, "source", ""))}
+              "ctc_weight": base.ctc_weight, "asr": asr_name}
     write_text_atomic(resolve_checkpoint(lm_dir) / FUSION_FILE, json.dumps(report, indent=2) + "\n")
     return report

@@ -65,21 +65,21 @@ def test_usage_error_in_a_real_process():
 def test_models_lists_bundled_and_local_checkpoints(run_folder, monkeypatch):
     exp, parameters = run_folder
     models = {model.name: model for model in list_models([exp])}
-    assert list(models)[:4] == ["asr-default", "asr-sentences", "tts-default", "tts-transformer"]
+    assert list(models)[:3] == ["asr-default", "tts-default", "tts-transformer"]
     bundled = models["asr-default"]
     assert (bundled.task, bundled.architecture) == ("asr", "transformer_asr") and 4e6 < bundled.parameters < 6e6
     assert bundled.summary.startswith("small Transformer") and bundled.size_bytes > 1e6
     assert models["tts-default"].architecture == "fastspeech"
     local = models[str(exp / "tiny")]  # the run folder once, not each of its step checkpoints
     assert (local.task, local.parameters, local.summary) == ("asr", parameters, "")
-    assert str(exp / "loose") in models and len(models) == 6
+    assert str(exp / "loose") in models and len(models) == 5
 
     monkeypatch.chdir(exp.parent)  # default folder: ./exp
     result = cli("models")
     lines = result.stdout.splitlines()
     assert result.exit_code == 0 and lines[0].split() == ["NAME", "TASK", "MODEL", "PARAMS", "SIZE", "SUMMARY"]
     assert lines[1].split()[:5] == ["asr-default", "asr", "transformer_asr", "4.7", "M"]
-    assert [line.split()[0] for line in lines[1:]] == ["asr-default", "asr-sentences", "tts-default", "tts-transformer",
+    assert [line.split()[0] for line in lines[1:]] == ["asr-default", "tts-default", "tts-transformer",
                                                       "exp/loose", "exp/tiny"]
 
 
@@ -99,7 +99,7 @@ def test_unknown_model_lists_the_available_ones(run_folder, monkeypatch, tmp_pat
     (line,) = result.stderr.splitlines()
     assert result.exit_code == 1
     assert line == ("error: asr-nope: no such checkpoint directory or bundled model "
-                    "(available: asr-default, asr-sentences, exp/loose, exp/tiny; see speechs2s models)")
+                    "(available: asr-default, exp/loose, exp/tiny; see speechs2s models)")
     (line,) = cli("speak", "hi", "-o", tmp_path / "x.wav", "--model", "tts-nope").stderr.splitlines()
     assert "(available: tts-default, tts-transformer; see speechs2s models)" in line
 

@@ -181,6 +181,35 @@ def test_cli_tune_lm_then_transcribe_with_lm(asr_and_lm, corpora, tmp_path):
                                        "--weights", "0.5", "--bonuses", "0,1"])
     assert result.exit_code == 0, result.output
     assert len(result.stdout.splitlines()) == 4 and (root / "lm" / "fusion.json").exists()  # 3 runs + best
+    assert json.loads((root / "lm" / "fusion.json").read_text())["asr"] == str(root / "asr")
     with_lm = CliRunner().invoke(main, ["transcribe", clip, *common, "--lm", str(root / "lm"), "--lm-weight", "0"])
     without = CliRunner().invoke(main, ["transcribe", clip, *common])
     assert with_lm.exit_code == 0 and with_lm.stdout == without.stdout  # weight 0 = no fusion
+
+
+def test_a_checkpoint_with_its_own_lm_uses_it_unless_told_not_to(asr_and_lm, corpora, tmp_path):
+    import dataclasses
+    import shutil
+
+    from click.testing import CliRunner
+
+    import speechs2s
+    from speechs2s.asr import OWN_LM_DIR
+    from speechs2s.cli import main
+
+    root = asr_and_lm
+    model = tmp_path / "asr"
+    shutil.copytree(root / "asr", model)
+    assert speechs2s.load_asr(model, device="cpu").lm is None  # no lm/ folder: no LM
+    shutil.copytree(root / "lm", model / OWN_LM_DIR)
+    (model / OWN_LM_DIR / "fusion.json").write_text(json.dumps({"best": {"lm_weight": 2.0, "length_bonus": 1.0}}))
+    own = speechs2s.load_asr(model, device="cpu")
+    assert own.lm is not None and (own.decode.lm_weight, own.decode.length_bonus) == (2.0, 1.0)
+    assert speechs2s.load_asr(model, device="cpu", lm=None).lm is None
+    clip = str(corpora / "fsdd" / "recordings" / "7_george_7.wav")
+    common = ["--model", str(model), "--beam", "2", "--threads", "1", "--device", "cpu"]
+    fused, plain = (CliRunner().invoke(main, ["transcribe", clip, *common, *extra]) for extra in ([], ["--lm", "none"]))
+    unfused = CliRunner().invoke(main, ["transcribe", clip, *common, "--lm-weight", "0"])
+    assert fused.exit_code == plain.exit_code == 0 and plain.stdout == unfused.stdout
+    cli_search = dataclasses.replace(own.decode, mode="beam", beam_size=2, ctc_weight=0.3)
+    assert fused.stdout == own.transcribe(clip, cli_search).text + "\n"

@@ -85,9 +85,10 @@ def test_streaming_equals_chunkwise_offline_decode(asr, speech, chunk_size, left
     assert stream.enc.shape == enc[0].shape
     torch.testing.assert_close(stream.enc, enc[0], atol=1e-4, rtol=1e-4)
     if final == "rescore":
-        offline = two_pass_decode(asr.model, enc[0], asr.decode, asr.tokenizer.eos_id)
+        offline = two_pass_decode(asr.model, enc[0], asr.decode, asr.tokenizer.eos_id, lm=asr.lm)
     else:
-        offline = decode_encoded(asr.model, enc, torch.tensor([enc.size(1)]), asr.decode, asr.tokenizer.eos_id)[0]
+        offline = decode_encoded(asr.model, enc, torch.tensor([enc.size(1)]), asr.decode, asr.tokenizer.eos_id,
+                                 lm=asr.lm)[0]
     assert transcript.text == asr.tokenizer.decode(offline) and "good" in transcript.text
     assert partials[0] == "" and partials[-1]  # nothing before the first chunk; text before the end
     assert transcript.words[-1].end <= transcript.duration and transcript.seconds > 0
@@ -109,20 +110,22 @@ def test_streaming_needs_a_ctc_head_and_chunks(asr):
     assert silence.finish().text == ""  # no voice activity: no text, as offline
 
 
-def test_streaming_final_pass_uses_the_hotwords(speech):
-    asr = load_asr("default", "cpu", hotwords=["state side"], hotword_bonus=8.0)
-    with pytest.raises(ConfigError, match="rescore final pass uses no hotwords"):
-        asr.stream(final="rescore")
+def test_streaming_final_passes_use_the_hotwords(speech):
+    asr = load_asr("default", "cpu", lm=None, hotwords=["state side"], hotword_bonus=8.0)
     wav = load_audio(speech, 16000)
-    stream = asr.stream()
-    stream.accept(wav)
-    transcript = stream.finish()
+    texts = {}
+    for final in ("beam", "rescore"):
+        stream = asr.stream(final=final)
+        stream.accept(wav)
+        texts[final] = stream.finish().text
     enc = stream.enc[None]
     lengths = torch.tensor([enc.size(1)])
     biased = decode_encoded(asr.model, enc, lengths, asr.decode, asr.tokenizer.eos_id, 0, None, asr.context)[0]
-    assert transcript.text == asr.tokenizer.decode(biased) and "state side" in transcript.text
+    assert texts["beam"] == asr.tokenizer.decode(biased) and "state side" in texts["beam"]
     plain = decode_encoded(asr.model, enc, lengths, asr.decode, asr.tokenizer.eos_id)[0]
     assert "state side" not in asr.tokenizer.decode(plain)
+    rescored = two_pass_decode(asr.model, enc[0], asr.decode, asr.tokenizer.eos_id, context=asr.context)
+    assert texts["rescore"] == asr.tokenizer.decode(rescored)
 
 
 def final_text(asr, wav, chunk_size=None) -> str:

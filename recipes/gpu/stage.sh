@@ -5,7 +5,7 @@
 #   here (CPU, once):  recipes/gpu/stage.sh prepare asr|vocoder     # data/gpu_pack_<what> + .whl (wheels the image lacks)
 #   on the GPU:        recipes/gpu/stage.sh run asr|vocoder|both OUT  # carry data/gpu_pack_<what> and .whl
 #
-# asr:     continues asr-sentences (trainer.init_from) on ~28 MiB of 16 kHz Opus at ~13 kbit/s (joe-lj train + extra,
+# asr:     continues asr-default (trainer.init_from) on ~28 MiB of 16 kHz Opus at ~13 kbit/s (joe-lj train + extra,
 #          FSDD and digit runs joined from it), scores 40 joe-lj dev sentences before and after; OUT gets the
 #          averaged fp16 weights. Both packs travel only if the checkout leaves out the bundled models it does not use.
 # vocoder: trains the Vocos of configs/vocoder_vocos_tiny.yaml (--set overrides below) on ~10 MiB of 22.05 kHz
@@ -53,8 +53,8 @@ run() {
   local speechs2s=(python3 -m speechs2s) budget=(--set "trainer.max_minutes=$minutes" --set trainer.amp=bf16
     --set "trainer.out_dir=$exp" --set "data.train=$pack/train/manifest.jsonl" --set "data.valid=$pack/dev/manifest.jsonl")
   if [ "$what" = asr ]; then
-    "${speechs2s[@]}" evaluate --model asr-sentences --manifest "$pack/dev/manifest.jsonl" | tee "$out/before.txt"
-    "${speechs2s[@]}" train configs/asr_default.yaml "${budget[@]}" --set trainer.init_from=asr-sentences \
+    "${speechs2s[@]}" evaluate --model asr-default --manifest "$pack/dev/manifest.jsonl" | tee "$out/before.txt"
+    "${speechs2s[@]}" train configs/asr_default.yaml "${budget[@]}" --set trainer.init_from=asr-default \
       --set data.max_frames=50000 --set "data.num_workers=$workers" --set trainer.valid_every=500 --set trainer.ckpt_every=250 \
       --set trainer.average_last=3 --set optim.lr=5e-4 --set optim.warmup_steps=200 > "$out/train.log" 2>&1 \
       || { tail -20 "$out/train.log"; exit 1; }

@@ -16,10 +16,12 @@ offline decode of ``model.encode(..., chunk_size, left_chunks)``.
 
 The final text comes from a second pass over the streamed encoder output, ``final``:
 
-- ``"beam"`` (default): the joint attention/CTC beam search of offline decoding (``decode_encoded``, with the
-  recogniser's LM and hotwords if it has them); on the bundled model it loses far less to full context than rescoring;
+- ``"beam"`` (default): the joint attention/CTC beam search of offline decoding (``decode_encoded``); on the
+  bundled model it loses far less to full context than rescoring;
 - ``"rescore"``: WeNet's attention rescoring of the CTC prefix beam search's n-best (:func:`two_pass_decode`
   offline): cheaper at the end of an utterance, bounded by the CTC n-best.
+
+Both use the recogniser's language model and hotwords, if it has them.
 
 Any Transformer or causal-convolution Conformer ASR model streams; one trained with full context
 (``chunk_size: 0``) runs chunk-wise with a WER cost (``benchmarks/streaming.py``), one trained with
@@ -70,10 +72,6 @@ class Stream:
             raise ConfigError("streaming a conformer_asr needs a model trained with causal_conv: true")
         if final not in FINAL_PASSES:
             raise ConfigError(f"final pass must be {' or '.join(FINAL_PASSES)}, got {final!r}")
-        if final == "rescore" and asr.lm is not None:
-            raise ConfigError("the rescore final pass uses no language model: use the beam final pass with an LM")
-        if final == "rescore" and asr.hotwords:
-            raise ConfigError("the rescore final pass uses no hotwords: use the beam final pass with hotwords")
         self.asr, self.model, self.final = asr, model, final
         self.chunk_size, self.left_chunks = chunk_size, left_chunks
         self.decode = decode or asr.decode
@@ -133,8 +131,8 @@ class Stream:
         """The tokens of the final pass over ``self.enc``."""
         eos_id = self.asr.tokenizer.eos_id
         if self.final == "rescore":
-            return attention_rescoring(self.model, self.enc, prefix_hypotheses(self.beams), self.decode.ctc_weight,
-                                       eos_id)[0].tokens
+            return attention_rescoring(self.model, self.enc, prefix_hypotheses(self.beams), self.decode, eos_id,
+                                       self.asr.lm, self.asr.context)[0].tokens
         enc = self.enc[None].to(self.asr.device, next(self.model.parameters()).dtype)
         lengths = torch.tensor([len(self.enc)], device=self.asr.device)
         return decode_encoded(self.model, enc, lengths, self.decode, eos_id, self.asr.tokenizer.blank_id, self.asr.lm,
@@ -177,19 +175,23 @@ class Stream:
 
 
 @torch.no_grad()
-def two_pass_decode(model, enc: torch.Tensor, config: DecodeConfig, eos_id: int, blank_id: int = 0) -> list[int]:
+def two_pass_decode(model, enc: torch.Tensor, config: DecodeConfig, eos_id: int, blank_id: int = 0, lm=None,
+                    context=None) -> list[int]:
     """Offline twin of :class:`Stream` with ``final="rescore"``: encoder output ``(T', D)`` of one utterance
     -> the tokens of its CTC prefix beam search rescored by the attention decoder (:func:`attention_rescoring`)."""
     beams = ctc_prefix_beams(model.ctc_log_probs(enc[None])[0].cpu(), config.beam_size, blank_id)
-    return attention_rescoring(model, enc, prefix_hypotheses(beams), config.ctc_weight, eos_id)[0].tokens
+    return attention_rescoring(model, enc, prefix_hypotheses(beams), config, eos_id, lm, context)[0].tokens
 
 
-def attention_rescoring(model, enc: torch.Tensor, hyps: list[Hypothesis], ctc_weight: float,
-                        eos_id: int) -> list[Hypothesis]:
+def attention_rescoring(model, enc: torch.Tensor, hyps: list[Hypothesis], config: DecodeConfig, eos_id: int,
+                        lm=None, context=None) -> list[Hypothesis]:
     """WeNet's second pass: CTC hypotheses (``score = log p_ctc``) of one utterance with encoder output
-    ``(T', D)`` rescored ``ctc_weight * log p_ctc + (1 - ctc_weight) * log p_att(tokens, eos)`` (the attention
-    decoder teacher-forced), best first. A model trained with CTC only keeps the CTC scores."""
-    weight = search_ctc_weight(model, ctc_weight)
+    ``(T', D)`` rescored ``w * log p_ctc + (1 - w) * log p_att(tokens, eos)`` (the attention decoder
+    teacher-forced; ``w = config.ctc_weight``), best first; as in beam search, an ``lm`` adds
+    ``lm_weight * log p_lm(tokens, eos) + length_bonus * len(tokens)`` and a hotword ``context`` its bonus.
+    A model trained with CTC only keeps the CTC scores."""
+    weight = search_ctc_weight(model, config.ctc_weight)
+    scores = [h.score for h in hyps]
     if weight < 1:
         device = next(model.parameters()).device
         tokens = torch.nn.utils.rnn.pad_sequence([torch.tensor(h.tokens, dtype=torch.long) for h in hyps],
@@ -199,9 +201,14 @@ def attention_rescoring(model, enc: torch.Tensor, hyps: list[Hypothesis], ctc_we
         memory = enc.to(device, next(model.parameters()).dtype)[None].expand(len(hyps), -1, -1)
         log_probs = model.decoder_log_probs(inputs, memory, torch.full_like(lengths, len(enc)))
         token_scores = log_probs.gather(-1, targets[..., None])[..., 0] * sequence_mask(lengths + 1, targets.size(1))
-        hyps = [Hypothesis(h.tokens, weight * h.score + (1 - weight) * float(att))
-                for h, att in zip(hyps, token_scores.sum(-1))]
-    return sorted(hyps, key=lambda h: h.score, reverse=True)
+        scores = [weight * score + (1 - weight) * float(att) for score, att in zip(scores, token_scores.sum(-1))]
+    if lm is not None and config.lm_weight > 0:
+        lm_scores = lm.sentence_log_probs([h.tokens for h in hyps])
+        scores = [score + config.lm_weight * lm_score + config.length_bonus * len(h.tokens)
+                  for score, lm_score, h in zip(scores, lm_scores, hyps)]
+    if context is not None:
+        scores = [score + context.path_score(h.tokens) for score, h in zip(scores, hyps)]
+    return sorted((Hypothesis(h.tokens, score) for h, score in zip(hyps, scores)), key=lambda h: h.score, reverse=True)
 
 
 def paced(blocks: Iterable[torch.Tensor], sample_rate: int) -> Iterator[torch.Tensor]:
