@@ -507,8 +507,8 @@ def test_speak_interrupted_leaves_no_file(tts_checkpoint, tmp_path, monkeypatch)
 
     synthesize = TTS._synthesize
 
-    def interrupted(self, sentences):
-        yield next(synthesize(self, sentences))
+    def interrupted(self, *args):
+        yield next(synthesize(self, *args))
         raise KeyboardInterrupt
 
     monkeypatch.setattr(TTS, "_synthesize", interrupted)

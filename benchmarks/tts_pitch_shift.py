@@ -1,0 +1,53 @@
+"""Does ``speak --pitch N`` move the pitch by N semitones? Mean F0 (YIN, voiced frames) of a FastSpeech 2
+model's speech at 0, +4 and -4 semitones on the first 10 choice sentences, against 2 ** (N / 12).
+
+    python benchmarks/tts_pitch_shift.py --model exp/tts_fastspeech2 --threads 1   # writes results/tts_pitch_shift-*.json
+"""
+import argparse
+import datetime
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speechs2s.pitch import track_pitch
+from speechs2s.tts import load_tts
+from speechs2s.utils import set_threads
+
+BENCHMARKS = Path(__file__).resolve().parent
+SHIFTS = (0, 4, -4)  # semitones
+
+
+def mean_f0(tts, sentences: list[str], shift: float) -> float:
+    """Mean over sentences of each sentence's mean F0 (Hz) over its voiced frames."""
+    means = []
+    for sentence in sentences:
+        wav, rate = tts.synthesize(sentence, pitch=shift)
+        f0 = track_pitch(torch.from_numpy(wav), rate, hop_length=256)
+        means.append(float(f0[f0 > 0].mean()))
+    return float(np.mean(means))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="a FastSpeech 2 checkpoint (dir or bundled name)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    set_threads(args.threads)
+    tts = load_tts(args.model, "cpu")
+    lines = (BENCHMARKS / "tts_choice_sentences.txt").read_text(encoding="utf-8").splitlines()
+    sentences = [line.strip() for line in lines if line.strip() and not line.startswith("#")][:10]
+    f0 = {shift: mean_f0(tts, sentences, shift) for shift in SHIFTS}
+    report = {"benchmark": "tts_pitch_shift", "model": args.model, "sentences": sentences, "mean_f0_hz": f0,
+              "ratio": {shift: f0[shift] / f0[0] for shift in SHIFTS if shift},
+              "expected_ratio": {shift: 2 ** (shift / 12) for shift in SHIFTS if shift},
+              "date": datetime.datetime.now().isoformat(timespec="seconds")}
+    path = BENCHMARKS / "results" / f"tts_pitch_shift-{datetime.datetime.now():%Y%m%d-%H%M%S}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({key: report[key] for key in ("mean_f0_hz", "ratio", "expected_ratio")}, indent=1))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
