@@ -8,7 +8,6 @@ import datetime
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from speechs2s.pitch import track_pitch
@@ -20,13 +19,13 @@ SHIFTS = (0, 4, -4)  # semitones
 
 
 def mean_f0(tts, sentences: list[str], shift: float) -> float:
-    """Mean over sentences of each sentence's mean F0 (Hz) over its voiced frames."""
-    means = []
+    """Mean F0 (Hz) over the voiced frames of all the sentences' speech."""
+    voiced = []
     for sentence in sentences:
         wav, rate = tts.synthesize(sentence, pitch=shift)
         f0 = track_pitch(torch.from_numpy(wav), rate, hop_length=256)
-        means.append(float(f0[f0 > 0].mean()))
-    return float(np.mean(means))
+        voiced.append(f0[f0 > 0])
+    return float(torch.cat(voiced).mean())
 
 
 def main():
