@@ -158,6 +158,7 @@ LIBRI_RUN = REPO / "recipes" / "librispeech" / "asr" / "run.sh"
 LIBRI_SETS = ["--dev-sets", "dev-clean", "--test-sets", "test-clean"]
 
 
+@pytest.mark.slow  # ~25 s unloaded: two torchrun launches of two processes
 def test_librispeech_trains_on_two_processes_and_resumes(libri_manifests, tmp_path):
     """Stage 2 with --ngpu 2 runs torchrun with 2 processes (gloo on the CPU here), each accumulating half of
     the config's optim.accum_steps; run again with more steps, it resumes under torchrun. An accum_steps
@@ -207,15 +208,15 @@ def test_librispeech_lm_stages(libri_manifests, served, tmp_path):
     from speechs2s.checkpoint import resolve_checkpoint
 
     folder, base_url = served
-    corpus = ["THE FIRST BOOK BEGINS", "HELLO WORLD", "IT WAS A DARK NIGHT", "THE END OF IT",
-              "IT'S A TINY FIXTURE", "AND THE LAST ONE"]  # lines 3 and 5 are transcripts: never LM text
+    corpus = ["THE FIRST BOOK BEGINS", "IT WAS A DARK NIGHT", "HELLO WORLD", "THE END OF IT",
+              "IT'S A TINY FIXTURE", "CHAPTER TWO", "AND THE LAST ONE", "FINIS"]  # lines 3 and 5: transcripts
     with gzip.open(folder / "librispeech-lm-norm.txt.gz", "wt") as file:
         file.write("".join(line + "\n" for line in corpus))
     data, lm_exp = tmp_path / "corpora", tmp_path / "lm"
     result = run_recipe(LIBRI_RUN, "--stage", "4", *LIBRI_SETS, "--data", str(data), "--manifests", str(libri_manifests),
                         "--lm-url", f"{base_url}/librispeech-lm-norm.txt.gz", "--lm-every", "2",
                         "--lm-sha256", sha256_of(folder / "librispeech-lm-norm.txt.gz"),
-                        "--exp", str(resolve_checkpoint("asr-default")), "--lm-exp", str(lm_exp),
+                        "--exp", str(resolve_checkpoint("asr-default")), "--lm-exp", str(lm_exp), "--beam", "2",
                         "--overrides", "model.options.embedding_dim=16 model.options.hidden_dim=16 optim.accum_steps=1 "
                                        "trainer.max_steps=2 trainer.device=cpu data.num_workers=0 trainer.valid_every=2 "
                                        "trainer.ckpt_every=2")

@@ -1,5 +1,5 @@
 """LM training text from the LibriSpeech LM corpus (openslr.org SLR11 ``librispeech-lm-norm.txt.gz``: one
-normalised upper-case sentence per line, the books of LibriSpeech's dev and test sets left out upstream).
+normalised upper-case sentence per line).
 
     python recipes/tools/librispeech_lm_text.py librispeech-lm-norm.txt.gz lm_train.txt --every 10 \\
         --exclude data/test-clean.jsonl --exclude data/test-other.jsonl

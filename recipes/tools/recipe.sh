@@ -157,14 +157,16 @@ visible_gpus() {
 evaluate_model() {
   # evaluate_model MODEL_DIR MANIFEST NAME [LM_DIR]: WER/CER of MODEL_DIR on MANIFEST -> MODEL_DIR/results_NAME.{txt,tsv};
   # with LM_DIR, decoding with that LM fused (with the weights `speechs2s tune-lm` stored) -> LM_DIR/results_NAME.{txt,tsv}.
+  # The beam is the recipe's `beam` option where it has one (else evaluate's default).
   local out=${4:-$1}
-  speechs2s evaluate --model "$1" ${4:+--lm "$4"} --manifest "$2" --report "$out/results_$3.tsv" | tee "$out/results_$3.txt"
+  speechs2s evaluate --model "$1" ${4:+--lm "$4"} ${beam:+--beam "$beam"} --manifest "$2" --report "$out/results_$3.tsv" \
+    | tee "$out/results_$3.txt"
 }
 
 tune_lm_weight() {
   # tune_lm_weight MODEL_DIR LM_DIR MANIFEST: choose the LM weight and length bonus with the lowest WER on
   # MANIFEST (stored with the LM, for evaluate_model's LM_DIR) -> LM_DIR/results_lm_tuning.txt.
-  speechs2s tune-lm --model "$1" --lm "$2" --manifest "$3" | tee "$2/results_lm_tuning.txt"
+  speechs2s tune-lm --model "$1" --lm "$2" ${beam:+--beam "$beam"} --manifest "$3" | tee "$2/results_lm_tuning.txt"
 }
 
 synthesize_lines() {

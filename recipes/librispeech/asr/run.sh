@@ -24,8 +24,9 @@ lm_every=10                                      # LM text: every N-th sentence 
 lm_config=$recipe_dir/conf/lm_lstm_librispeech.yaml
 lm_exp=                                          # default: <exp>_lm
 tune_set=dev-clean                               # where stage 6 chooses the LM weight
+beam=20                                          # beam width in stages 3 and 6 (ESPnet's LibriSpeech-100 figures: 20)
 usage="Usage: $0 [--data DIR] [--subset 100|960] [--stage N] [--stop-stage N] [--base-url URL] [--config YAML] [--ngpu N]
-  [--exp DIR] [--lm-url URL] [--lm-sha256 HASH] [--lm-every N] [--lm-config YAML] [--lm-exp DIR] [--tune-set PART]
+  [--exp DIR] [--lm-url URL] [--lm-sha256 HASH] [--lm-every N] [--lm-config YAML] [--lm-exp DIR] [--tune-set PART] [--beam N]
   stage 0: download and unpack (resumable, checksum-verified)   stage 1: manifests
   stage 2: train (torchrun over --ngpu GPUs)                    stage 3: evaluate on --dev-sets and --test-sets
   stage 4: LM text (SLR11, every --lm-every-th sentence)        stage 5: train the LM with stage 2's tokenizer
