@@ -200,6 +200,7 @@ def test_librispeech_lm_text_selection(tmp_path):
         librispeech_lm_text.main([str(tmp_path / "broken.txt.gz"), str(tmp_path / "out.txt")])
 
 
+@pytest.mark.slow  # ~30 s unloaded: an LM trained, 21 weight pairs tried, two parts scored
 def test_librispeech_lm_stages(libri_manifests, served, tmp_path):
     """Stages 4-6 with the bundled asr-default as stage 2's model: the LM corpus downloaded (checksum-verified)
     from a loopback copy in librispeech-lm-norm format, every 2nd sentence kept less the dev and test

@@ -120,19 +120,20 @@ joe_lj_complete() {
 
 train_model() {
   # train_model CONFIG OUT_DIR [--set KEY=VALUE ...]: start a run in OUT_DIR, or resume the one there.
-  # In a recipe with an `ngpu` option above 1: on that many GPUs through torchrun, each accumulating
-  # optim.accum_steps / ngpu batches per optimizer step, so that a step sees the same audio as on one GPU.
-  local config=$1 out=$2 resume=() override launcher=(speechs2s train) accum_steps
+  # In a recipe with an `ngpu` option (empty: every visible GPU) above 1: on that many GPUs through torchrun, each
+  # accumulating optim.accum_steps / ngpu batches per optimizer step, so that a step sees the same audio as on one.
+  local config=$1 out=$2 resume=() override launcher=(speechs2s train) accum_steps gpus=${ngpu-1}
   shift 2
   [ -e "$out/last" ] && resume=(--resume)
   for override in $overrides; do set -- "$@" --set "$override"; done
-  [[ "${ngpu:-1}" =~ ^[0-9]+$ ]] || die "--ngpu takes a number of GPUs, got '$ngpu'"
-  if [ "${ngpu:-1}" -gt 1 ]; then
+  [ -n "$gpus" ] || gpus=$(visible_gpus)
+  [[ "$gpus" =~ ^[0-9]+$ ]] || die "--ngpu takes a number of GPUs, got '$gpus'"
+  if [ "$gpus" -gt 1 ]; then
     accum_steps=$(config_value "$config" optim.accum_steps)
-    [ $((accum_steps % ngpu)) -eq 0 ] || die "$config: optim.accum_steps=$accum_steps cannot be shared by --ngpu $ngpu" \
+    [ $((accum_steps % gpus)) -eq 0 ] || die "$config: optim.accum_steps=$accum_steps cannot be shared by --ngpu $gpus" \
       "(use a divisor of it, or --overrides 'data.max_frames=... optim.accum_steps=...')"
-    launcher=(torchrun --standalone --nproc_per_node "$ngpu" -m speechs2s train)
-    set -- "$@" --set "optim.accum_steps=$((accum_steps / ngpu))"
+    launcher=(torchrun --standalone --nproc_per_node "$gpus" -m speechs2s train)
+    set -- "$@" --set "optim.accum_steps=$((accum_steps / gpus))"
   fi
   "${launcher[@]}" "$config" --set "trainer.out_dir=$out" "$@" "${resume[@]}"
 }

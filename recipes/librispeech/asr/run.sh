@@ -61,7 +61,6 @@ if stage 1 "prepare manifests"; then
 fi
 
 if stage 2 "train $config"; then
-  ngpu=${ngpu:-$(visible_gpus)}
   train_model "$config" "$exp" --set "data.train=$manifests/train_${subset}h.jsonl" --set "data.valid=$manifests/$valid_set.jsonl"
 fi
 
@@ -81,7 +80,6 @@ if stage 4 "LM text (every ${lm_every}th sentence of $lm_url)"; then
 fi
 
 if stage 5 "train the LM ($lm_config)"; then
-  ngpu=${ngpu:-$(visible_gpus)}
   train_model "$lm_config" "$lm_exp" --set "data.train=$manifests/lm_train.txt" --set "data.valid=$manifests/$valid_set.jsonl" \
     --set "data.tokenizer.path=$exp/tokenizer.json"
 fi
