@@ -3,6 +3,7 @@ metadata for joe-lj) run offline against tiny archives in the real layouts serve
 holds its test speaker out, a config trains on the manifests its comment names, joe-lj's sentence
 choice is fixed, and the corpus generators (Piper's joe voice, the multi-voice corpus) make valid,
 resumable corpora."""
+import gzip
 import hashlib
 import importlib.util
 import os
@@ -67,13 +68,11 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture
-def libri_server(tmp_path, served):
-    """Loopback server with ``<part>.tar.gz`` in LibriSpeech layout (2 utterances each) and a
-    ``sha256sums.txt`` for them; yields ``(base_url, checksums_path)``."""
-    served, base_url = served
+def make_librispeech(root: Path) -> None:
+    """``root/<part>/<speaker>/<chapter>/`` in LibriSpeech layout for each of LIBRI_PARTS: 2 tones of 0.5 and
+    0.6 s, transcribed "HELLO WORLD" and "IT'S A TINY FIXTURE"."""
     for part, (speaker, chapter) in LIBRI_PARTS.items():
-        folder = tmp_path / "build" / "LibriSpeech" / part / speaker / chapter
+        folder = root / part / speaker / chapter
         folder.mkdir(parents=True)
         lines = []
         for index, words in enumerate(["HELLO WORLD", "IT'S A TINY FIXTURE"]):
@@ -82,6 +81,15 @@ def libri_server(tmp_path, served):
             sf.write(folder / f"{utterance}.flac", tone, 16000)
             lines.append(f"{utterance} {words}\n")
         (folder / f"{speaker}-{chapter}.trans.txt").write_text("".join(lines))
+
+
+@pytest.fixture
+def libri_server(tmp_path, served):
+    """Loopback server with ``<part>.tar.gz`` in LibriSpeech layout (2 utterances each) and a
+    ``sha256sums.txt`` for them; yields ``(base_url, checksums_path)``."""
+    served, base_url = served
+    make_librispeech(tmp_path / "build" / "LibriSpeech")
+    for part in LIBRI_PARTS:
         with tarfile.open(served / f"{part}.tar.gz", "w:gz") as tar:
             tar.add(tmp_path / "build" / "LibriSpeech" / part, arcname=f"LibriSpeech/{part}")
     checksums = tmp_path / "sha256sums.txt"
@@ -130,6 +138,111 @@ def test_librispeech_checksum_mismatch_stops_the_recipe(libri_server, tmp_path):
     assert result.returncode == 1
     assert "dev-clean.tar.gz: sha256 mismatch" in result.stderr
     assert not list((tmp_path / "corpora" / "downloads").glob("dev-clean*"))
+
+
+@pytest.fixture
+def libri_manifests(tmp_path) -> Path:
+    """The manifests stage 1 of the LibriSpeech recipe writes for LIBRI_PARTS (and ``train_100h.jsonl``)."""
+    from speechs2s.data.corpora import import_librispeech
+    from speechs2s.data.manifest import write_manifest
+
+    make_librispeech(tmp_path / "LibriSpeech")
+    manifests = tmp_path / "manifests"
+    for part in LIBRI_PARTS:
+        write_manifest(manifests / f"{part}.jsonl", import_librispeech(tmp_path / "LibriSpeech" / part))
+    shutil.copy(manifests / "train-clean-100.jsonl", manifests / "train_100h.jsonl")
+    return manifests
+
+
+LIBRI_RUN = REPO / "recipes" / "librispeech" / "asr" / "run.sh"
+LIBRI_SETS = ["--dev-sets", "dev-clean", "--test-sets", "test-clean"]
+
+
+@pytest.mark.slow  # ~25 s unloaded: two torchrun launches of two processes
+def test_librispeech_trains_on_two_processes_and_resumes(libri_manifests, tmp_path):
+    """Stage 2 with --ngpu 2 runs torchrun with 2 processes (gloo on the CPU here), each accumulating half of
+    the config's optim.accum_steps; run again with more steps, it resumes under torchrun. An accum_steps
+    that the processes cannot share, or an --ngpu that is not a number, is one error line."""
+    exp = tmp_path / "exp"
+    args = ["--stage", "2", "--stop-stage", "2", *LIBRI_SETS, "--manifests", str(libri_manifests), "--exp", str(exp),
+            "--config", str(REPO / "configs" / "asr_transformer_tiny.yaml"), "--ngpu", "2"]
+    tiny = "trainer.device=cpu data.num_workers=0 optim.accum_steps=4 trainer.valid_every=1 trainer.ckpt_every=1"
+    result = run_recipe(LIBRI_RUN, *args, "--overrides", f"{tiny} trainer.max_steps=1")
+    assert result.returncode == 0, result.stderr
+    assert "on cpu x 2" in result.stderr and (exp / "final" / "model.safetensors").is_file()
+    assert "accum_steps: 2\n" in (exp / "config.yaml").read_text()
+
+    again = run_recipe(LIBRI_RUN, *args, "--overrides", f"{tiny} trainer.max_steps=2")
+    assert again.returncode == 0, again.stderr
+    assert "resumed from" in again.stderr and "on cpu x 2, amp off, from step 1 to 2" in again.stderr
+    assert "accum_steps: 2\n" in (exp / "config.yaml").read_text()
+
+    for ngpu, says in [("3", "optim.accum_steps=4 cannot be shared by --ngpu 3"), ("two", "--ngpu takes a number")]:
+        refused = run_recipe(LIBRI_RUN, *args[:-1], ngpu, "--overrides", tiny)
+        assert refused.returncode == 1 and refused.stderr.strip().splitlines()[-1].startswith("error: ")
+        assert says in refused.stderr
+
+
+def test_librispeech_lm_text_selection(tmp_path):
+    from recipes.tools import librispeech_lm_text
+
+    lines = ["A FIRST SENTENCE\n", "\n", "HELLO WORLD\n", "THE THIRD ONE\n", "AND A FOURTH\n", "HELLO WORLD\n"]
+    assert list(librispeech_lm_text.select_sentences(lines, 1, set())) == [
+        "A FIRST SENTENCE", "HELLO WORLD", "THE THIRD ONE", "AND A FOURTH", "HELLO WORLD"]  # blank lines skipped
+    assert list(librispeech_lm_text.select_sentences(lines, 2, set())) == ["A FIRST SENTENCE", "THE THIRD ONE", "HELLO WORLD"]
+    assert list(librispeech_lm_text.select_sentences(lines, 2, {"HELLO WORLD"})) == ["A FIRST SENTENCE", "THE THIRD ONE"]
+    (tmp_path / "blank.txt").write_text("\n \n")
+    with pytest.raises(SystemExit, match="blank.txt: no sentences"):
+        librispeech_lm_text.main([str(tmp_path / "blank.txt"), str(tmp_path / "out.txt")])
+    assert not list(tmp_path.glob("*out.txt*"))  # nothing half-written left behind
+    (tmp_path / "broken.txt.gz").write_bytes(b"not gzip")
+    with pytest.raises(SystemExit, match="broken.txt.gz: "):
+        librispeech_lm_text.main([str(tmp_path / "broken.txt.gz"), str(tmp_path / "out.txt")])
+
+
+@pytest.mark.slow  # ~30 s unloaded: an LM trained, 21 weight pairs tried, two parts scored
+def test_librispeech_lm_stages(libri_manifests, served, tmp_path):
+    """Stages 4-6 with the bundled asr-default as stage 2's model: the LM corpus downloaded (checksum-verified)
+    from a loopback copy in librispeech-lm-norm format, every 2nd sentence kept less the dev and test
+    transcripts, the recipe's LM config trained (shrunk) with asr-default's tokenizer, its weight tuned on
+    dev-clean, and every dev and test part scored with it, the results beside the LM."""
+    from speechs2s.checkpoint import resolve_checkpoint
+
+    folder, base_url = served
+    corpus = ["THE FIRST BOOK BEGINS", "IT WAS A DARK NIGHT", "HELLO WORLD", "THE END OF IT",
+              "IT'S A TINY FIXTURE", "CHAPTER TWO", "AND THE LAST ONE", "FINIS"]  # lines 3 and 5: transcripts
+    with gzip.open(folder / "librispeech-lm-norm.txt.gz", "wt") as file:
+        file.write("".join(line + "\n" for line in corpus))
+    data, lm_exp = tmp_path / "corpora", tmp_path / "lm"
+    result = run_recipe(LIBRI_RUN, "--stage", "4", *LIBRI_SETS, "--data", str(data), "--manifests", str(libri_manifests),
+                        "--lm-url", f"{base_url}/librispeech-lm-norm.txt.gz", "--lm-every", "2",
+                        "--lm-sha256", sha256_of(folder / "librispeech-lm-norm.txt.gz"),
+                        "--exp", str(resolve_checkpoint("asr-default")), "--lm-exp", str(lm_exp), "--beam", "2",
+                        "--overrides", "model.options.embedding_dim=16 model.options.hidden_dim=16 optim.accum_steps=1 "
+                                       "trainer.max_steps=2 trainer.device=cpu data.num_workers=0 trainer.valid_every=2 "
+                                       "trainer.ckpt_every=2")
+    assert result.returncode == 0, result.stderr
+    assert (libri_manifests / "lm_train.txt").read_text().splitlines() == ["THE FIRST BOOK BEGINS", "AND THE LAST ONE"]
+    assert (data / "downloads" / "librispeech-lm-norm.txt.gz").is_file()
+    assert (lm_exp / "final" / "fusion.json").is_file() and "best: lm_weight" in result.stdout
+    assert {p.name for p in lm_exp.glob("results_*")} == {
+        "results_lm_tuning.txt", *(f"results_{part}.{suffix}" for part in ("dev-clean", "test-clean") for suffix in ("txt", "tsv"))}
+
+
+@pytest.mark.parametrize("config", ["configs/asr_conformer_base.yaml", "recipes/librispeech/asr/conf/asr_conformer_960h.yaml",
+                                    "recipes/librispeech/asr/conf/asr_transformer_960h.yaml",
+                                    "recipes/librispeech/asr/conf/lm_lstm_librispeech.yaml"])
+def test_librispeech_configs_have_the_size_their_header_states(config):
+    """Each config the LibriSpeech recipe trains loads, and builds (5k BPE) a model of the size its first line states."""
+    import re
+
+    from speechs2s.models import build_model
+    from speechs2s.train.config import load_config
+
+    loaded = load_config(REPO / config, check_files=False)
+    model = build_model(loaded.model.name, {"vocab_size": 5000, **loaded.model.options})
+    stated = float(re.search(r"\(([\d.]+) M parameters", (REPO / config).read_text().splitlines()[0]).group(1))
+    assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(stated, abs=0.05)
 
 
 @pytest.mark.slow  # ~12 s: three `speechs2s prepare` runs over 2500 files

@@ -120,16 +120,54 @@ joe_lj_complete() {
 
 train_model() {
   # train_model CONFIG OUT_DIR [--set KEY=VALUE ...]: start a run in OUT_DIR, or resume the one there.
-  local config=$1 out=$2 resume=() override
+  # In a recipe with an `ngpu` option (empty: every visible GPU) above 1: on that many GPUs through torchrun, each
+  # accumulating optim.accum_steps / ngpu batches per optimizer step, so that a step sees the same audio as on one.
+  local config=$1 out=$2 resume=() override launcher=(speechs2s train) accum_steps gpus=${ngpu-1}
   shift 2
   [ -e "$out/last" ] && resume=(--resume)
   for override in $overrides; do set -- "$@" --set "$override"; done
-  speechs2s train "$config" --set "trainer.out_dir=$out" "$@" "${resume[@]}"
+  [ -n "$gpus" ] || gpus=$(visible_gpus)
+  [[ "$gpus" =~ ^[0-9]+$ ]] || die "--ngpu takes a number of GPUs, got '$gpus'"
+  if [ "$gpus" -gt 1 ]; then
+    accum_steps=$(config_value "$config" optim.accum_steps)
+    [ $((accum_steps % gpus)) -eq 0 ] || die "$config: optim.accum_steps=$accum_steps cannot be shared by --ngpu $gpus" \
+      "(use a divisor of it, or --overrides 'data.max_frames=... optim.accum_steps=...')"
+    launcher=(torchrun --standalone --nproc_per_node "$gpus" -m speechs2s train)
+    set -- "$@" --set "optim.accum_steps=$((accum_steps / gpus))"
+  fi
+  "${launcher[@]}" "$config" --set "trainer.out_dir=$out" "$@" "${resume[@]}"
+}
+
+config_value() {
+  # config_value CONFIG KEY: the value of KEY (e.g. optim.accum_steps) in CONFIG with --overrides applied.
+  python -c 'import sys; from speechs2s.errors import ConfigError; from speechs2s.train.config import load_config
+try:
+    value = load_config(sys.argv[1], sys.argv[3:], check_files=False).to_dict()
+except ConfigError as error:
+    sys.exit(f"error: {error}")
+for key in sys.argv[2].split("."):
+    value = value[key]
+print(value)' "$1" "$2" $overrides
+}
+
+visible_gpus() {
+  # visible_gpus: how many CUDA devices PyTorch sees (CUDA_VISIBLE_DEVICES applies); 0 without CUDA.
+  python -c 'import torch; print(torch.cuda.device_count())'
 }
 
 evaluate_model() {
-  # evaluate_model MODEL_DIR MANIFEST NAME: WER/CER of MODEL_DIR on MANIFEST -> MODEL_DIR/results_NAME.{txt,tsv}.
-  speechs2s evaluate --model "$1" --manifest "$2" --report "$1/results_$3.tsv" | tee "$1/results_$3.txt"
+  # evaluate_model MODEL_DIR MANIFEST NAME [LM_DIR]: WER/CER of MODEL_DIR on MANIFEST -> MODEL_DIR/results_NAME.{txt,tsv};
+  # with LM_DIR, decoding with that LM fused (with the weights `speechs2s tune-lm` stored) -> LM_DIR/results_NAME.{txt,tsv}.
+  # The beam is the recipe's `beam` option where it has one (else evaluate's default).
+  local out=${4:-$1}
+  speechs2s evaluate --model "$1" ${4:+--lm "$4"} ${beam:+--beam "$beam"} --manifest "$2" --report "$out/results_$3.tsv" \
+    | tee "$out/results_$3.txt"
+}
+
+tune_lm_weight() {
+  # tune_lm_weight MODEL_DIR LM_DIR MANIFEST: choose the LM weight and length bonus with the lowest WER on
+  # MANIFEST (stored with the LM, for evaluate_model's LM_DIR) -> LM_DIR/results_lm_tuning.txt.
+  speechs2s tune-lm --model "$1" --lm "$2" ${beam:+--beam "$beam"} --manifest "$3" | tee "$2/results_lm_tuning.txt"
 }
 
 synthesize_lines() {

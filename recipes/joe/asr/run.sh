@@ -61,10 +61,8 @@ if stage 6 "tune the LM weight on dev (first half), evaluate on dev (second half
   half=$(( $(wc -l < "$manifests/dev.jsonl") / 2 ))
   head -n "$half" "$manifests/dev.jsonl" > "$manifests/dev_tune.jsonl"
   tail -n +"$((half + 1))" "$manifests/dev.jsonl" > "$manifests/dev_test.jsonl"
-  speechs2s tune-lm --model "$exp" --lm "$lm_exp" --manifest "$manifests/dev_tune.jsonl" \
-    | tee "$lm_exp/results_lm_tuning.txt"
-  speechs2s evaluate --model "$exp" --lm "$lm_exp" --manifest "$manifests/dev_test.jsonl" \
-    --report "$lm_exp/results_dev_test_lm.tsv" | tee "$lm_exp/results_dev_test_lm.txt"
+  tune_lm_weight "$exp" "$lm_exp" "$manifests/dev_tune.jsonl"
+  evaluate_model "$exp" "$manifests/dev_test.jsonl" dev_test_lm "$lm_exp"
   speechs2s evaluate --model "$exp" --manifest "$manifests/dev_test.jsonl" --report "$lm_exp/results_dev_test_no_lm.tsv" \
     | tee "$lm_exp/results_dev_test_no_lm.txt"
 fi
