@@ -9,9 +9,9 @@ vector: ``vectors (P + 1, E)``. At each decoder step, with decoder output ``h (D
 - ``p(y) = (1 - g) p_vocab(y) + g (alpha_0 p_vocab(y) + sum_{p >= 1} alpha_p [y == next_p])``
 
 where ``next_p`` is the token of phrase p that would continue the output: ``p[m]``, ``m`` the length
-of the longest suffix of the output that is a proper prefix of p (:class:`Phrases`; ``p[0]`` when none,
-and again once p is complete). The "no bias" entry copies nothing: its share stays with ``p_vocab``,
-so the mixture is a distribution. Computed in log space (log-sigmoid gate, log-softmax attention).
+of the longest suffix of the output that is a prefix of p (:class:`Phrases`; ``p[0]`` when none). The
+"no bias" entry and a phrase the output has just completed copy nothing: their shares stay with
+``p_vocab`` (in the sum above, their ``[y == next_p]`` is ``p_vocab(y)``), so the mixture is a distribution. Computed in log space (log-sigmoid gate, log-softmax attention).
 
 Training (``bias_phrases: true``, :class:`PhraseSampler`): each batch's list holds a 1-3-word n-gram of
 some of its own transcripts and n-grams of earlier batches (distractors); the loss is the usual
@@ -28,34 +28,34 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 MAX_WORDS = 3  # words per training n-gram: 1..MAX_WORDS
 GATE_BIAS = -3.0  # initial gate logit (g = 0.05): a model that gains the module starts close to itself
+NEG_INF = float("-inf")
 TINY = 1e-30  # floor of copy probabilities before their log (no -inf: no NaN gradients)
 
 
 class Phrases:
     """Token sequences to copy from and the automaton of how far an output has matched each.
 
-    ``tokens (P, N)`` padded 0 and ``lengths (P,)``; per phrase a match length ``m`` (``0 <= m < length``):
-    the longest suffix of the output that is a proper prefix of the phrase, so ``tokens[p, m]`` continues it.
+    ``tokens (P, N)`` padded 0 and ``lengths (P,)``; per phrase a match length ``m`` (``0 <= m <= length``):
+    the longest suffix of the output that is a prefix of the phrase, so ``tokens[p, m]`` continues it;
+    a complete match (``m == length``) has nothing to continue (:meth:`next_tokens` gives -1).
     """
 
     def __init__(self, sequences: list[list[int]], device=None):
         if not sequences or not all(sequences):
             raise ValueError("Phrases needs at least one phrase and no empty one")
         count, longest = len(sequences), max(map(len, sequences))
-        self.tokens = torch.zeros(count, longest, dtype=torch.long)
+        tokens = torch.full((count, longest + 1), -1, dtype=torch.long)  # -1 after the last token
         # borders[p, m, k] (1 <= k <= m + 1): p[:k - 1] is a suffix of p[:m], so an output that matched
         # p[:m] and goes on with p[k - 1] has matched p[:k]
-        borders = torch.zeros(count, longest, longest + 1, dtype=torch.bool)
+        borders = torch.zeros(count, longest + 1, longest + 2, dtype=torch.bool)
         for p, sequence in enumerate(sequences):
-            self.tokens[p, : len(sequence)] = torch.tensor(sequence)
-            for m in range(len(sequence)):
-                for k in range(1, m + 2):
+            tokens[p, : len(sequence)] = torch.tensor(sequence)
+            for m in range(len(sequence) + 1):
+                for k in range(1, min(m + 1, len(sequence)) + 1):
                     borders[p, m, k] = sequence[m - k + 1 : m] == sequence[: k - 1]
+        self.tokens, self.borders = tokens.to(device), borders.to(device)
         self.lengths = torch.tensor([len(s) for s in sequences], device=device)
-        self.tokens, self.borders = self.tokens.to(device), borders.to(device)
-        # the token that takes a match to length k (k >= 1); -1 never matches
-        self.extending = F.pad(self.tokens, (1, 0), value=-1)  # (P, N + 1)
-        self.proper = torch.arange(longest + 1, device=device) < self.lengths[:, None]  # (P, N + 1): k < length
+        self.extending = F.pad(self.tokens, (1, 0), value=-1)  # (P, N + 2): the token that makes a match k long
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -65,9 +65,9 @@ class Phrases:
         return self.tokens.new_zeros(n, len(self))
 
     def advance(self, matched: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """Match lengths ``(..., P)`` of outputs -> those after appending ``tokens (...)``."""
-        candidates = self.borders[torch.arange(len(self), device=matched.device), matched]  # (..., P, N + 1)
-        fits = candidates & self.proper & (self.extending == tokens[..., None, None])
+        """Match lengths ``(..., P)`` of outputs -> those after appending ``tokens (...)`` (never -1)."""
+        candidates = self.borders[torch.arange(len(self), device=matched.device), matched]  # (..., P, N + 2)
+        fits = candidates & (self.extending == tokens[..., None, None])
         return (fits * torch.arange(fits.size(-1), device=fits.device)).amax(dim=-1)
 
     def matches(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -79,7 +79,7 @@ class Phrases:
         return torch.stack(steps, dim=1)
 
     def next_tokens(self, matched: torch.Tensor) -> torch.Tensor:
-        """The token continuing each phrase: match lengths ``(..., P)`` -> ``(..., P)``."""
+        """The token continuing each phrase, -1 after a complete one: match lengths ``(..., P)`` -> ``(..., P)``."""
         return self.tokens[torch.arange(len(self), device=matched.device), matched]
 
 
@@ -98,7 +98,7 @@ class PhraseBias(nn.Module):
 
     def encode(self, phrases: Phrases) -> torch.Tensor:
         """``(P + 1, E)``: the "no bias" vector, then one per phrase (the LSTM's state after its last token)."""
-        packed = pack_padded_sequence(self.embedding(phrases.tokens), phrases.lengths.cpu(), batch_first=True,
+        packed = pack_padded_sequence(self.embedding(phrases.tokens.clamp(min=0)), phrases.lengths.cpu(), batch_first=True,
                                       enforce_sorted=False)
         _, (last, _) = self.encoder(packed)
         return torch.cat([self.no_bias[None].to(last.dtype), last[-1]], dim=0)
@@ -113,8 +113,12 @@ class PhraseBias(nn.Module):
         context = log_alpha.exp().to(vectors.dtype) @ vectors
         gate = self.gate(torch.cat([hidden, context.to(hidden.dtype)], dim=-1)).float()  # (..., 1) logit
         log_g = F.logsigmoid(gate)
-        keep = torch.logaddexp(F.logsigmoid(-gate), log_g + log_alpha[..., :1])  # weight of p_vocab
-        copy = torch.zeros_like(log_probs, dtype=torch.float).scatter_add(-1, next_tokens, log_alpha[..., 1:].exp())
+        copying = next_tokens >= 0  # (..., P): a complete phrase copies nothing, as "no bias"
+        idle = F.pad(~copying, (1, 0), value=True)  # (..., P + 1)
+        log_idle = torch.where(idle, log_alpha, NEG_INF).logsumexp(dim=-1, keepdim=True)
+        keep = torch.logaddexp(F.logsigmoid(-gate), log_g + log_idle)  # weight of p_vocab
+        shares = log_alpha[..., 1:].exp() * copying
+        copy = torch.zeros_like(log_probs, dtype=torch.float).scatter_add(-1, next_tokens.clamp(min=0), shares)
         return torch.logaddexp(keep + log_probs.float(), log_g + copy.clamp(min=TINY).log())
 
 
