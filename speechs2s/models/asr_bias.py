@@ -11,7 +11,8 @@ vector: ``vectors (P + 1, E)``. At each decoder step, with decoder output ``h (D
 where ``next_p`` is the token of phrase p that would continue the output: ``p[m]``, ``m`` the length
 of the longest suffix of the output that is a prefix of p (:class:`Phrases`; ``p[0]`` when none). The
 "no bias" entry and a phrase the output has just completed copy nothing: their shares stay with
-``p_vocab`` (in the sum above, their ``[y == next_p]`` is ``p_vocab(y)``), so the mixture is a distribution. Computed in log space (log-sigmoid gate, log-softmax attention).
+``p_vocab`` (in the sum above, their ``[y == next_p]`` is ``p_vocab(y)``), so the mixture is a
+distribution. Computed in log space (log-sigmoid gate, log-softmax attention).
 
 Training (``bias_phrases: true``, :class:`PhraseSampler`): each batch's list holds a 1-3-word n-gram of
 some of its own transcripts and n-grams of earlier batches (distractors); the loss is the usual
@@ -35,7 +36,7 @@ TINY = 1e-30  # floor of copy probabilities before their log (no -inf: no NaN gr
 class Phrases:
     """Token sequences to copy from and the automaton of how far an output has matched each.
 
-    ``tokens (P, N)`` padded 0 and ``lengths (P,)``; per phrase a match length ``m`` (``0 <= m <= length``):
+    ``tokens (P, N + 1)`` padded -1 (N: the longest phrase) and ``lengths (P,)``; per phrase a match length ``m`` (``0 <= m <= length``):
     the longest suffix of the output that is a prefix of the phrase, so ``tokens[p, m]`` continues it;
     a complete match (``m == length``) has nothing to continue (:meth:`next_tokens` gives -1).
     """
