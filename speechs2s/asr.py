@@ -238,7 +238,8 @@ class ASR:
 
     def _run(self, inputs: list[_Input], config: DecodeConfig, progress: bool, context=None) -> list[Transcript]:
         beam = config.mode == "beam" and search_ctc_weight(self.model, config.ctc_weight) < 1
-        copy_only = config.mode == "greedy" and self.model.bias is not None and context is not None and not context.bonus
+        copy_only = (config.mode == "greedy" and self.model.bias is not None
+                     and context is not None and not context.bonus)
         if context is not None and not (beam or copy_only):
             raise ConfigError("hotwords work in the joint attention/CTC beam search only "
                               "(decode mode beam with a CTC weight below 1 and a model with an attention decoder), "

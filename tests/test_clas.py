@@ -52,7 +52,8 @@ def test_mixture_is_a_distribution_without_nan_at_either_end_of_the_gate():
     phrases = Phrases([[5, 6], [7]])
     vectors = model.bias.encode(phrases).detach()
     assert vectors.shape == (3, 16)
-    hidden, log_probs = torch.randn(2, 4, 32, requires_grad=True), torch.randn(2, 4, TOKENIZER.vocab_size).log_softmax(-1)
+    hidden = torch.randn(2, 4, 32, requires_grad=True)
+    log_probs = torch.randn(2, 4, TOKENIZER.vocab_size).log_softmax(-1)
     next_tokens = phrases.next_tokens(phrases.start(8)).view(2, 4, 2)
     alpha = (model.bias.query(hidden) @ vectors.T / 4).softmax(-1).detach()  # (2, 4, 3): "no bias", [5, 6], [7]
     for gate in (-80.0, 0.0, 80.0):
@@ -237,7 +238,8 @@ def test_training_with_bias_phrases_resumes_and_saves_the_module(tmp_path, corpo
             "model": {"name": "transformer_asr", "options": options},
             "data": {"train": str(tmp_path / "train.jsonl"), "valid": str(tmp_path / "valid.jsonl"),
                      "max_frames": 800, "num_workers": 0, "tokenizer": {"kind": "char"},
-                     "features": {"sample_rate": 8000, "n_fft": 200, "win_length": 200, "hop_length": 80, "n_mels": 20}},
+                     "features": {"sample_rate": 8000, "n_fft": 200, "win_length": 200, "hop_length": 80,
+                                  "n_mels": 20}},
             "optim": {"lr": 1e-3, "warmup_steps": 1},
             "trainer": {"max_steps": steps, "valid_every": 2, "ckpt_every": 2, "log_every": 2, "average_last": 1,
                         "out_dir": str(tmp_path / "run"), "device": "cpu"}}), resume=resume)

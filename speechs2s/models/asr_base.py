@@ -162,7 +162,8 @@ class ASRModel(FeatureNormalization, nn.Module):
                     predicted = self.decoder_logits(inputs, enc, enc_lengths).argmax(dim=-1)
                 sampled = torch.rand(inputs[:, 1:].shape, device=inputs.device) < config.scheduled_sampling
                 inputs = torch.cat([inputs[:, :1], torch.where(sampled, predicted[:, :-1], inputs[:, 1:])], dim=1)
-            bias = {"phrases": self.training_phrases(tokens, token_lengths)} if self.training and self.bias is not None else {}
+            copying = self.training and self.bias is not None
+            bias = {"phrases": self.training_phrases(tokens, token_lengths)} if copying else {}
             logits = self.decoder_logits(inputs, enc, enc_lengths, **bias)
             parts["att"] = label_smoothed_cross_entropy(logits, targets, token_lengths + 1, config.label_smoothing)
             valid = targets != 0

@@ -36,8 +36,8 @@ TINY = 1e-30  # floor of copy probabilities before their log (no -inf: no NaN gr
 class Phrases:
     """Token sequences to copy from and the automaton of how far an output has matched each.
 
-    ``tokens (P, N + 1)`` padded -1 (N: the longest phrase) and ``lengths (P,)``; per phrase a match length ``m`` (``0 <= m <= length``):
-    the longest suffix of the output that is a prefix of the phrase, so ``tokens[p, m]`` continues it;
+    ``tokens (P, N + 1)`` padded -1 (N: the longest phrase) and ``lengths (P,)``; per phrase a match
+    length ``m`` (``0 <= m <= length``): the longest suffix of the output that is a prefix of the phrase, so ``tokens[p, m]`` continues it;
     a complete match (``m == length``) has nothing to continue (:meth:`next_tokens` gives -1).
     """
 
@@ -99,8 +99,8 @@ class PhraseBias(nn.Module):
 
     def encode(self, phrases: Phrases) -> torch.Tensor:
         """``(P + 1, E)``: the "no bias" vector, then one per phrase (the LSTM's state after its last token)."""
-        packed = pack_padded_sequence(self.embedding(phrases.tokens.clamp(min=0)), phrases.lengths.cpu(), batch_first=True,
-                                      enforce_sorted=False)
+        embedded = self.embedding(phrases.tokens.clamp(min=0))  # the -1 padding is packed away
+        packed = pack_padded_sequence(embedded, phrases.lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, (last, _) = self.encoder(packed)
         return torch.cat([self.no_bias[None].to(last.dtype), last[-1]], dim=0)
 
