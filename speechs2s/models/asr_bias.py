@@ -127,7 +127,8 @@ class PhraseSampler:
     """Training phrase lists (CLAS): per batch, each utterance adds a random 1-3-word n-gram of its
     transcript with probability ``probability``, and ``distractors`` n-grams of earlier batches join them
     (the whole list serves every utterance of the batch: the others' n-grams are its distractors too).
-    A list has at least one phrase, so that every parameter gets a gradient (DDP needs it)."""
+    A list has at least one phrase, so that every parameter gets a gradient (DDP needs it). The memory of
+    earlier n-grams is not checkpointed: after ``--resume`` it fills again over the first batches."""
 
     def __init__(self, probability: float, distractors: int):
         self.probability = probability
