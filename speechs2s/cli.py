@@ -174,11 +174,14 @@ def _asr_options(command):
                                   "(default: the model's own, as bundled with asr-default)."),
         click.option("--lm-weight", type=click.FloatRange(min=0), help="Override the LM weight (0 turns it off)."),
         click.option("--length-bonus", type=float, help="Override the per-token length bonus that goes with the LM."),
-        click.option("--hotwords", help='Names and terms to favour, comma-separated: "Nguyen, Kubernetes, Oyelaran".'),
+        click.option("--hotwords", help='Names and terms to favour, comma-separated: "Nguyen, Kubernetes, Oyelaran". '
+                                        "A model trained with a copy mechanism (bias_phrases) reads them too and may "
+                                        "copy them into the text; the trie bonus (--hotword-bonus) applies as well."),
         click.option("--hotwords-file", type=click.Path(dir_okay=False, path_type=str),
                      help="Hotword phrases, one per line (# starts a comment); adds to --hotwords."),
         click.option("--hotword-bonus", type=click.FloatRange(min=0), default=DEFAULT_HOTWORD_BONUS, show_default=True,
-                     help="Score bonus per token of a completed hotword phrase in beam search."),
+                     help="Score bonus per token of a completed hotword phrase in beam search "
+                          "(0: none; a model with a copy mechanism then biases by that alone)."),
         click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
         click.option("--threads", type=click.IntRange(min=1), help=THREADS_HELP),
     ]

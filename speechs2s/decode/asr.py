@@ -18,6 +18,9 @@ accumulated from prefix scores (Watanabe et al., 2017, "Hybrid CTC/attention arc
 With a language model (shallow fusion, ``speechs2s.models.lm``), beam search adds
 ``lm_weight * log p_lm(y, eos) + length_bonus * len(y)``; with hotwords (a
 :class:`speechs2s.decode.hotwords.ContextGraph`) it adds the bonus of every hotword phrase y completes.
+A model with a copy mechanism (``bias_phrases``, :mod:`speechs2s.models.asr_bias`) also gets the
+hotword phrases itself (:func:`copy_phrases`): greedy and beam search then score with its mixture of
+copying and generating, each hypothesis carrying its phrase match lengths in the decoder state.
 """
 import dataclasses
 import math
@@ -80,6 +83,14 @@ def max_lengths(enc_lengths: torch.Tensor, ratio: float) -> torch.Tensor:
     return (enc_lengths.float() * ratio).ceil().long().clamp(min=1)
 
 
+def copy_phrases(model, context) -> dict:
+    """``{"phrases": token lists}`` of a hotword ``context`` for a model with a copy mechanism
+    (``model.bias``), to pass to ``init_decoder_state`` / ``decoder_log_probs``; else ``{}``."""
+    if context is None or getattr(model, "bias", None) is None or not len(context):
+        return {}
+    return {"phrases": context.sequences}
+
+
 def search_ctc_weight(model, requested: float) -> float:
     """The CTC weight a search can use: 0 for a model trained without CTC head (``config.ctc_weight == 0``),
     1 for one trained with CTC only (its attention decoder is untrained), else ``requested``."""
@@ -111,7 +122,7 @@ def decode_encoded(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: 
     if config.mode == "ctc_greedy" or (config.mode == "greedy" and weight == 1):
         return ctc_greedy(model.ctc_log_probs(enc), enc_lengths, blank_id)
     if config.mode == "greedy":
-        return greedy_attention(model, enc, enc_lengths, eos_id, config.max_len_ratio, blank_id)
+        return greedy_attention(model, enc, enc_lengths, eos_id, config.max_len_ratio, blank_id, context)
     if weight == 1:
         log_probs = model.ctc_log_probs(enc)
         return [ctc_prefix_beam_search(utterance[:length], config.beam_size, blank_id)[0].tokens
@@ -130,10 +141,12 @@ def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank_id: int = 0
 
 
 def greedy_attention(model, enc: torch.Tensor, enc_lengths: torch.Tensor, eos_id: int,
-                     max_len_ratio: float = 1.0, blank_id: int = 0) -> list[list[int]]:
-    """Batched argmax decoding with the attention decoder; each row stops at its eos or max length."""
+                     max_len_ratio: float = 1.0, blank_id: int = 0, context=None) -> list[list[int]]:
+    """Batched argmax decoding with the attention decoder; each row stops at its eos or max length.
+    ``context``: hotwords, used by a model with a copy mechanism (:func:`copy_phrases`; the trie bonus
+    needs beam search)."""
     limit = max_lengths(enc_lengths, max_len_ratio)
-    state = model.init_decoder_state(enc, enc_lengths)
+    state = model.init_decoder_state(enc, enc_lengths, **copy_phrases(model, context))
     prev = torch.full((len(enc),), eos_id, dtype=torch.long, device=enc.device)  # sos == eos
     done = torch.zeros(len(enc), dtype=torch.bool, device=enc.device)
     steps = []
@@ -237,14 +250,16 @@ def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: Dec
     and each step adds ``lm_weight * log p_lm`` and, for non-eos tokens, ``length_bonus``. With
     ``context`` (a :class:`speechs2s.decode.hotwords.ContextGraph`) every hypothesis follows its node
     in the hotword trie, and the trie's score changes are added before the candidates are pre-selected,
-    so that a token continuing a hotword can enter the beam.
+    so that a token continuing a hotword can enter the beam. A model with a copy mechanism gets the
+    context's phrases too (:func:`copy_phrases`); their match lengths follow the beams in its state.
     """
     B, K = len(enc), config.beam_size
     device = enc.device
     weight = config.ctc_weight
     limit = max_lengths(enc_lengths, config.max_len_ratio).tolist()
     rows = torch.arange(B, device=device).repeat_interleave(K)  # (N,) utterance of each hypothesis
-    state = model.reorder_state(model.init_decoder_state(enc, enc_lengths), rows)  # memory projected once per utterance
+    state = model.init_decoder_state(enc, enc_lengths, **copy_phrases(model, context))
+    state = model.reorder_state(state, rows)  # memory projected once per utterance
     ctc = CTCPrefixScorer(model.ctc_log_probs(enc)[rows], enc_lengths[rows], eos_id, blank_id) if weight > 0 else None
     scores = torch.full((B, K), NEG_INF, device=device)
     scores[:, 0] = 0.0  # only one live hypothesis (the empty one) at the start

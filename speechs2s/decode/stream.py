@@ -40,6 +40,7 @@ from speechs2s.decode.align import align_tokens
 from speechs2s.decode.asr import (
     DecodeConfig,
     Hypothesis,
+    copy_phrases,
     ctc_prefix_beams,
     decode_encoded,
     prefix_hypotheses,
@@ -188,8 +189,9 @@ def attention_rescoring(model, enc: torch.Tensor, hyps: list[Hypothesis], config
     """WeNet's second pass: CTC hypotheses (``score = log p_ctc``) of one utterance with encoder output
     ``(T', D)`` rescored ``w * log p_ctc + (1 - w) * log p_att(tokens, eos)`` (the attention decoder
     teacher-forced; ``w = config.ctc_weight``), best first; as in beam search, an ``lm`` adds
-    ``lm_weight * log p_lm(tokens, eos) + length_bonus * len(tokens)`` and a hotword ``context`` its bonus.
-    A model trained with CTC only keeps the CTC scores."""
+    ``lm_weight * log p_lm(tokens, eos) + length_bonus * len(tokens)`` and a hotword ``context`` its bonus
+    (a model with a copy mechanism scores with the context's phrases). A model trained with CTC only keeps
+    the CTC scores."""
     weight = search_ctc_weight(model, config.ctc_weight)
     scores = [h.score for h in hyps]
     if weight < 1:
@@ -199,7 +201,8 @@ def attention_rescoring(model, enc: torch.Tensor, hyps: list[Hypothesis], config
         lengths = torch.tensor([len(h.tokens) for h in hyps], device=device)
         inputs, targets = model.teacher_forcing_pairs(tokens, lengths)
         memory = enc.to(device, next(model.parameters()).dtype)[None].expand(len(hyps), -1, -1)
-        log_probs = model.decoder_log_probs(inputs, memory, torch.full_like(lengths, len(enc)))
+        log_probs = model.decoder_log_probs(inputs, memory, torch.full_like(lengths, len(enc)),
+                                            **copy_phrases(model, context))
         token_scores = log_probs.gather(-1, targets[..., None])[..., 0] * sequence_mask(lengths + 1, targets.size(1))
         scores = [weight * score + (1 - weight) * float(att) for score, att in zip(scores, token_scores.sum(-1))]
     if lm is not None and config.lm_weight > 0:

@@ -8,11 +8,15 @@ Decoding protocol (implemented by :class:`TransformerASR`, :class:`ConformerASR`
 - ``ctc_log_probs(enc) -> (B, T', V)`` (blank = 0; only when the model has a CTC head)
 - ``decoder_log_probs(tokens (B, L), enc, enc_lengths) -> (B, L, V)``: teacher-forced, ``tokens``
   start with ``sos_id``; position i scores the token after ``tokens[:, :i + 1]``.
-- ``init_decoder_state(enc, enc_lengths) -> state`` (a dict of tensors, batch first)
+- ``init_decoder_state(enc, enc_lengths) -> state`` (a dict; tensors are batch first, other values
+  are shared by all rows)
 - ``decode_step(prev_tokens (B,), state) -> (log_probs (B, V), state)``: feed ``sos_id`` first.
 - ``reorder_state(state, indices (B',)) -> state``: select / repeat hypotheses for beam search
   (``indices = arange(B).repeat_interleave(beam)`` expands a batch to beams).
-``sos_id == eos_id`` (one ``<sos/eos>`` token, as in the tokenizers)."""
+``sos_id == eos_id`` (one ``<sos/eos>`` token, as in the tokenizers).
+
+A model with a copy mechanism (``bias_phrases``, :mod:`speechs2s.models.asr_bias`; ``self.bias`` is not
+None) takes ``phrases`` (token lists) in ``decoder_log_probs`` and ``init_decoder_state``."""
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -23,6 +27,7 @@ from torchaudio.functional import edit_distance
 from speechs2s.decode.asr import sample_attention
 from speechs2s.losses import ctc_loss, label_smoothed_cross_entropy, mwer_risk
 from speechs2s.metrics import error_counts
+from speechs2s.models.asr_bias import PhraseSampler
 from speechs2s.nn.normalization import FeatureNormalization
 
 
@@ -39,6 +44,10 @@ class ASRHeadConfig:
     scheduled_sampling: float = 0.0  # probability of feeding the model's own prediction while training
     mwer_weight: float = 0.0        # training loss += mwer_weight * MWER risk (see ASRModel.mwer_loss); 0 = off
     mwer_hypotheses: int = 4        # N-best size of the MWER loss: the greedy hypothesis + N - 1 samples
+    bias_phrases: bool = False      # a copy mechanism over hotword phrases in the decoder (models/asr_bias.py)
+    bias_dim: int = 128             # width of its phrase vectors
+    bias_probability: float = 0.5   # training: chance that an utterance puts an n-gram of its text in the list
+    bias_distractors: int = 16      # training: n-grams of earlier batches added to each batch's list
 
     PRESETS: ClassVar[dict] = {}
 
@@ -55,6 +64,16 @@ class ASRHeadConfig:
             raise ValueError("mwer_weight needs the attention decoder, which ctc_weight = 1 leaves untrained")
         if self.mwer_hypotheses < 2:
             raise ValueError(f"mwer_hypotheses must be at least 2 (the risk compares them), got {self.mwer_hypotheses}")
+        if not isinstance(self.bias_phrases, bool):
+            raise ValueError(f"bias_phrases must be true or false, got {self.bias_phrases!r}")
+        if self.bias_phrases and self.ctc_weight == 1:
+            raise ValueError("bias_phrases needs the attention decoder, which ctc_weight = 1 leaves untrained")
+        if self.bias_dim < 1:
+            raise ValueError(f"bias_dim must be at least 1, got {self.bias_dim}")
+        if not 0 <= self.bias_probability <= 1:
+            raise ValueError(f"bias_probability must be in [0, 1], got {self.bias_probability}")
+        if self.bias_distractors < 0:
+            raise ValueError(f"bias_distractors must be >= 0, got {self.bias_distractors}")
 
     @classmethod
     def preset(cls, size: str, **overrides):
@@ -66,14 +85,17 @@ class ASRHeadConfig:
 
 class ASRModel(FeatureNormalization, nn.Module):
     """Base class; subclasses build ``self.ctc_head`` (or None) and implement ``encode``,
-    ``decoder_logits``, ``init_decoder_state`` and ``decode_step``."""
+    ``decoder_logits``, ``init_decoder_state`` and ``decode_step``; one that supports ``bias_phrases``
+    builds ``self.bias`` (a :class:`PhraseBias`) and takes ``phrases`` in ``decoder_logits``."""
 
     def __init__(self, config: ASRHeadConfig):
         super().__init__()
         self.config = config
         self.sos_id = self.eos_id = config.sos_id
         self.register_feature_stats(config.n_mels)
-        self.tokenizer = None  # turns hypotheses into words for the MWER loss (set_tokenizer)
+        self.tokenizer = None  # turns hypotheses into words for the MWER loss and phrases (set_tokenizer)
+        self.bias = None  # the copy mechanism over hotword phrases (bias_phrases)
+        self.phrase_sampler = PhraseSampler(config.bias_probability, config.bias_distractors)
 
     def encode_layers(self, features: torch.Tensor, feature_lengths: torch.Tensor):
         """``encode`` plus the outputs ``[(B, T', D), ...]`` of the encoder layers that take an intermediate
@@ -86,14 +108,16 @@ class ASRModel(FeatureNormalization, nn.Module):
             raise RuntimeError("this model has no CTC head (ctc_weight = 0)")
         return self.ctc_head(enc).float().log_softmax(dim=-1)
 
-    def decoder_log_probs(self, tokens, enc, enc_lengths) -> torch.Tensor:
-        """Teacher-forced ``(B, L, V)`` log-probabilities of the token after each prefix of ``tokens``."""
-        return self.decoder_logits(tokens, enc, enc_lengths).float().log_softmax(dim=-1)
+    def decoder_log_probs(self, tokens, enc, enc_lengths, **bias) -> torch.Tensor:
+        """Teacher-forced ``(B, L, V)`` log-probabilities of the token after each prefix of ``tokens``
+        (``bias``: ``phrases=`` token lists, for a model with the copy mechanism)."""
+        return self.decoder_logits(tokens, enc, enc_lengths, **bias).float().log_softmax(dim=-1)
 
     @staticmethod
     def reorder_state(state: dict, indices: torch.Tensor) -> dict:
-        """Pick rows ``indices (B',)`` of every tensor in a decoder state."""
-        return {name: value.index_select(0, indices) for name, value in state.items()}
+        """Pick rows ``indices (B',)`` of every tensor in a decoder state (other values are shared)."""
+        return {name: value.index_select(0, indices) if isinstance(value, torch.Tensor) else value
+                for name, value in state.items()}
 
     def teacher_forcing_pairs(self, tokens: torch.Tensor, token_lengths: torch.Tensor):
         """``tokens (B, L)`` padded 0 -> decoder inputs ``<sos> t1..tn`` and targets ``t1..tn <eos>``,
@@ -116,7 +140,10 @@ class ASRModel(FeatureNormalization, nn.Module):
         loss comes from a second pass on these mixed inputs.
 
         MWER (training only, ``mwer_weight > 0``): adds ``mwer`` and ``nbest_wer`` (:meth:`mwer_loss`)
-        and ``loss += mwer_weight * mwer``."""
+        and ``loss += mwer_weight * mwer``.
+
+        Copy mechanism (training only, ``bias_phrases``): the attention loss is on the decoder's mixture
+        with copying from the batch's phrases (:meth:`training_phrases`)."""
         config = self.config
         tokens, token_lengths = batch["tokens"], batch["token_lengths"]
         enc, enc_lengths, intermediate = self.encode_layers(batch["features"], batch["feature_lengths"])
@@ -135,7 +162,9 @@ class ASRModel(FeatureNormalization, nn.Module):
                     predicted = self.decoder_logits(inputs, enc, enc_lengths).argmax(dim=-1)
                 sampled = torch.rand(inputs[:, 1:].shape, device=inputs.device) < config.scheduled_sampling
                 inputs = torch.cat([inputs[:, :1], torch.where(sampled, predicted[:, :-1], inputs[:, 1:])], dim=1)
-            logits = self.decoder_logits(inputs, enc, enc_lengths)
+            copying = self.training and self.bias is not None
+            bias = {"phrases": self.training_phrases(tokens, token_lengths)} if copying else {}
+            logits = self.decoder_logits(inputs, enc, enc_lengths, **bias)
             parts["att"] = label_smoothed_cross_entropy(logits, targets, token_lengths + 1, config.label_smoothing)
             valid = targets != 0
             parts["acc"] = (logits.argmax(dim=-1) == targets)[valid].float().mean()
@@ -146,8 +175,15 @@ class ASRModel(FeatureNormalization, nn.Module):
         return {"loss": loss, **parts}
 
     def set_tokenizer(self, tokenizer) -> None:
-        """The tokenizer of the training data (the trainer sets it): MWER counts word errors on its text."""
+        """The tokenizer of the training data (the trainer sets it): MWER counts word errors on its text,
+        the copy mechanism's training phrases are n-grams of its words."""
         self.tokenizer = tokenizer
+
+    def training_phrases(self, tokens: torch.Tensor, token_lengths: torch.Tensor) -> list[list[int]]:
+        """A batch's phrase list for the copy mechanism (:class:`PhraseSampler`): ``tokens (B, L)`` padded 0."""
+        if self.tokenizer is None:
+            raise RuntimeError("bias_phrases needs the tokenizer: call model.set_tokenizer(tokenizer) first")
+        return self.phrase_sampler(tokens, token_lengths, self.tokenizer)
 
     def sequence_log_probs(self, tokens, token_lengths, enc, enc_lengths) -> torch.Tensor:
         """Teacher-forced ``log p(tokens, eos)`` of each row: ``tokens (B, L)`` padded 0 (no sos/eos),

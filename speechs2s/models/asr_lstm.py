@@ -45,6 +45,8 @@ class LSTMASRConfig(ASRHeadConfig):
         super().__post_init__()
         if not 0 <= self.reduction_layers < self.encoder_layers:
             raise ValueError(f"reduction_layers must be in [0, encoder_layers), got {self.reduction_layers}")
+        if self.bias_phrases:
+            raise ValueError("bias_phrases needs a Transformer decoder (transformer_asr or conformer_asr)")
 
 
 class PyramidalBiLSTM(nn.Module):

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from speechs2s.models.asr_base import ASRHeadConfig, ASRModel
+from speechs2s.models.asr_bias import PhraseBias, Phrases
 from speechs2s.nn import (
     Conv2dSubsampling,
     PositionalEncoding,
@@ -86,6 +87,8 @@ class TransformerASR(ASRModel):
         self.decoder = TransformerDecoder(config.decoder_layers, d_model, config.n_heads,
                                           config.decoder_d_ff or config.d_ff, config.dropout)
         self.output = nn.Linear(d_model, vocab_size)
+        if config.bias_phrases:
+            self.bias = PhraseBias(vocab_size, d_model, config.bias_dim)
 
     def build_encoder(self, config):
         """The layers between the subsampling front-end and the CTC head (a subclass builds its own)."""
@@ -123,17 +126,35 @@ class TransformerASR(ASRModel):
         chunks further back."""
         return None if left_chunks < 0 else self.config.encoder_layers * left_chunks * chunk_size
 
-    def decoder_logits(self, tokens, enc, enc_lengths) -> torch.Tensor:
-        """Teacher-forced ``tokens (B, L)`` -> logits ``(B, L, V)``."""
+    def decoder_logits(self, tokens, enc, enc_lengths, phrases: list[list[int]] | None = None) -> torch.Tensor:
+        """Teacher-forced ``tokens (B, L)`` -> logits ``(B, L, V)``; with ``phrases`` (token lists, needs
+        ``bias_phrases``) the log-probabilities of the copy mechanism's mixture instead."""
         x = self.decoder_position(self.embedding(tokens))
         x, _, _ = self.decoder(x, enc, key_padding_mask(enc_lengths, enc.size(1)))
-        return self.output(x)
+        logits = self.output(x)
+        if not phrases:
+            return logits
+        bias = self.compile_phrases(phrases, x.device)
+        return self.bias(x, logits.float().log_softmax(dim=-1), self.bias.encode(bias),
+                         bias.next_tokens(bias.matches(tokens)))
 
-    def init_decoder_state(self, enc, enc_lengths) -> dict:
+    def compile_phrases(self, phrases: list[list[int]], device) -> Phrases:
+        """The :class:`Phrases` of token lists for the copy mechanism (an error without ``bias_phrases``)."""
+        if self.bias is None:
+            raise RuntimeError("this model has no copy mechanism for phrases (model option bias_phrases)")
+        return Phrases(phrases, device)
+
+    def init_decoder_state(self, enc, enc_lengths, phrases: list[list[int]] | None = None) -> dict:
         """State: the encoder output projected for every cross-attention ``(B, layers, T', 2 * D)``,
-        its lengths and the decoder's cache of past keys and values ``(B, layers, l, 2 * D)``."""
-        return {"memory": self.decoder.project_memory(enc), "enc_lengths": enc_lengths,
-                "cache": self.decoder.empty_cache(enc)}
+        its lengths and the decoder's cache of past keys and values ``(B, layers, l, 2 * D)``; with
+        ``phrases``, also the :class:`Phrases` and their vectors ``(P + 1, E)`` (shared by all rows) and
+        each row's match lengths ``(B, P)``."""
+        state = {"memory": self.decoder.project_memory(enc), "enc_lengths": enc_lengths,
+                 "cache": self.decoder.empty_cache(enc)}
+        if phrases:
+            bias = self.compile_phrases(phrases, enc.device)
+            state |= {"phrases": (bias, self.bias.encode(bias)), "matched": bias.start(len(enc))}
+        return state
 
     def decode_step(self, prev_tokens: torch.Tensor, state: dict):
         """``prev_tokens (B,)`` (``sos_id`` first) -> ``log_probs (B, V)`` of the next token, new state."""
@@ -142,4 +163,9 @@ class TransformerASR(ASRModel):
         memory_mask = key_padding_mask(enc_lengths, memory.size(-2))
         x, cache, _ = self.decoder(x, None, memory_mask, cache, projected_memory=memory)
         log_probs = self.output(x[:, 0]).float().log_softmax(dim=-1)
-        return log_probs, {"memory": memory, "enc_lengths": enc_lengths, "cache": cache}
+        state = {**state, "cache": cache}
+        if "phrases" in state:
+            bias, vectors = state["phrases"]
+            state["matched"] = bias.advance(state["matched"], prev_tokens)
+            log_probs = self.bias(x[:, 0], log_probs, vectors, bias.next_tokens(state["matched"]))
+        return log_probs, state

@@ -108,7 +108,7 @@ class TrainerSection:
     device: str | None = None  # default: cuda if available else cpu (under torchrun: cuda:LOCAL_RANK)
     max_minutes: float | None = None  # time budget: stop (validate, save, average) after this many minutes of training
     init_from: str | None = None  # checkpoint (folder, out_dir or bundled name) whose weights and tokenizer start a new run; of another model: the tensors of equal name
-    init_from_partial: bool = False  # from another model: tensors of equal name but another shape start fresh (else an error)
+    init_from_partial: bool = False  # tensors of equal name but another shape, and ones the checkpoint lacks (a part the model gains, e.g. bias_phrases), start fresh
 
     def __post_init__(self):
         _require_positive(self, "trainer", ["max_steps", "valid_every", "ckpt_every", "log_every", "average_last"])

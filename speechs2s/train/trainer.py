@@ -109,13 +109,14 @@ def check_entry_keys(spec, manifests: dict[str, list[dict]]) -> None:
 
 def load_initial_weights(model, directory: str, name: str, rank: int = 0, partial: bool = False) -> None:
     """``trainer.init_from``: all weights of a checkpoint of the same model (``name``); from another
-    model (e.g. a Transformer-TTS starting a FastSpeech), the tensors with the same name, counted in the
-    log. A tensor of the same name but another shape (another ``reduction_factor`` or width) is an error
-    unless ``partial`` (``trainer.init_from_partial``), which starts it fresh instead."""
+    model (e.g. a Transformer-TTS starting a FastSpeech), or with ``partial`` (``trainer.init_from_partial``),
+    the tensors with the same name, counted in the log (so a model that gains a part, e.g. the copy
+    mechanism of ``bias_phrases``, starts it fresh). A tensor of the same name but another shape (another
+    ``reduction_factor`` or width) is an error unless ``partial``, which starts it fresh instead."""
     from speechs2s.checkpoint import read_config
 
     weights = read_weights(directory)
-    if read_config(Path(directory))["model"]["name"] != name:
+    if read_config(Path(directory))["model"]["name"] != name or partial:
         state = model.state_dict()
         mismatched = [key for key, value in weights.items() if key in state and state[key].shape != value.shape]
         if mismatched and not partial:
