@@ -69,7 +69,7 @@ def test_models_lists_bundled_and_local_checkpoints(run_folder, monkeypatch):
     bundled = models["asr-default"]
     assert (bundled.task, bundled.architecture) == ("asr", "transformer_asr") and 4e6 < bundled.parameters < 6e6
     assert bundled.summary.startswith("small Transformer") and bundled.size_bytes > 1e6
-    assert models["tts-default"].architecture == "fastspeech"
+    assert models["tts-default"].architecture == "fastspeech2"
     local = models[str(exp / "tiny")]  # the run folder once, not each of its step checkpoints
     assert (local.task, local.parameters, local.summary) == ("asr", parameters, "")
     assert str(exp / "loose") in models and len(models) == 5
