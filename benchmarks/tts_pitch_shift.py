@@ -3,7 +3,7 @@ model's speech at 0, +4 and -4 semitones on the first 10 choice sentences, again
 Griffin-Lim's phase makes most frames look aperiodic to YIN's defaults (4 voiced frames of 232 in a
 2.7 s sentence), so the tracker runs with lenient thresholds (``YIN_THRESHOLD``, ``YIN_VOICING``).
 
-    python benchmarks/tts_pitch_shift.py --model exp/tts_fastspeech2 --threads 1   # writes results/tts_pitch_shift-*.json
+    python benchmarks/tts_pitch_shift.py --model default --threads 1   # writes results/tts_pitch_shift-*.json
 """
 import argparse
 import datetime
