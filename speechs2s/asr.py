@@ -442,10 +442,10 @@ def load_asr(name_or_path: str | Path = "default", device: str | torch.device | 
     from speechs2s.utils import select_device
 
     device = select_device(device)
-    directory = resolve_checkpoint(name_or_path, task="asr")
-    model, tokenizer, config = load_checkpoint(directory, device, task="asr")
+    model, tokenizer, config = load_checkpoint(name_or_path, device, task="asr")
     if lm == "auto":
-        lm = directory / OWN_LM_DIR if (directory / OWN_LM_DIR).is_dir() else None
+        own = resolve_checkpoint(name_or_path, task="asr") / OWN_LM_DIR
+        lm = own if own.is_dir() else None
     if lm is not None:
         from speechs2s.lm import load_lm
 

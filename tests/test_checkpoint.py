@@ -264,7 +264,7 @@ def test_every_loader_checks_the_kind_of_checkpoint(tmp_path):
     tokenizer a text model needs (before any weights are read)."""
     from speechs2s import load_asr, load_lm, load_tts, load_vocoder
 
-    with pytest.raises(CheckpointError, match="tts-default: holds a fastspeech model for task tts, not asr"):
+    with pytest.raises(CheckpointError, match="tts-default: holds a fastspeech2 model for task tts, not asr"):
         load_asr("tts-default", "cpu")
     with pytest.raises(CheckpointError, match="asr-default: holds a transformer_asr model for task asr, not tts"):
         load_tts("asr-default", "cpu")
