@@ -198,8 +198,7 @@ class ASR:
         CTC n-best, WeNet's)."""
         from speechs2s.decode.stream import DEFAULT_CHUNK_SIZE, Stream
 
-        return Stream(self, DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, left_chunks, decode or self.decode,
-                      final)
+        return Stream(self, DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, left_chunks, decode, final)
 
     def _input(self, audio: Audio, sample_rate: int | None) -> _Input:
         """A file as is; a waveform checked and resampled to the model's rate."""

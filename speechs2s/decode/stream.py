@@ -76,7 +76,7 @@ class Stream:
         self.asr, self.model, self.final = asr, model, final
         self.chunk_size, self.left_chunks = chunk_size, left_chunks
         self.decode = decode or asr.decode
-        self.context = model.streaming_context(chunk_size, left_chunks)  # encoder frames re-encoded, None: all
+        self.past_frames = model.streaming_context(chunk_size, left_chunks)  # encoder frames re-encoded, None: all
         features = asr.features
         self.hop, self.half_window = features.hop_length, features.n_fft // 2
         self.samples = torch.zeros(0)
@@ -163,7 +163,7 @@ class Stream:
         done = len(self.enc)
         if ready <= done:
             return
-        first = 0 if self.context is None else max(0, done - self.context)  # a chunk start: window of past frames
+        first = 0 if self.past_frames is None else max(0, done - self.past_frames)  # a chunk start
         factor = subsampling.factor
         window = self.features[first * factor : (ready - 1) * factor + subsampling.receptive_field]
         dtype = next(self.model.parameters()).dtype
