@@ -13,7 +13,8 @@ and writes ``DIR/names.jsonl`` (id, audio, duration, text, phrases). It needs ``
 beam search for each condition: ``none`` (no list) and ``empty`` (an empty list) once, ``names`` (the union
 of all sentences' phrases: 53 phrases, the same list for every sentence) and ``unrelated``
 (``hotwords_unrelated.txt``: 50 names and terms found in no sentence) at every ``--bonus`` and
-``--min-ctc-gain``. Name recall is the fraction of the phrases (normalised like the references) found as
+``--min-ctc-gain``; ``--ordinary MANIFEST`` adds the WER of ordinary speech (no names) without a list and with
+the unrelated one. Name recall is the fraction of the phrases (normalised like the references) found as
 whole words in the normalised hypothesis; WER is the package's. ``--whisper`` adds Whisper tiny.en (no list; it has no hotwords) as the peer row: run
 with ``benchmarks/.venv-peers/bin/python``. Nothing is timed.
 
@@ -98,8 +99,32 @@ def score_run(condition: str, entries: list[dict], hyps: list[str], **settings) 
     return run
 
 
+def ordinary_speech_runs(asr, manifest: Path, unrelated: list[str], settings, beam: int, **labels) -> list[dict]:
+    """WER of the sentences of ``manifest`` (speech without any of the phrases) with no list and with the
+    unrelated list at every ``(bonus, gate)`` of ``settings``: what a list costs where it does not apply."""
+    import dataclasses
+
+    from speechs2s.data.manifest import read_manifest
+    from speechs2s.metrics import wer
+
+    entries = read_manifest(manifest)
+    decode = dataclasses.replace(asr.decode, mode="beam", beam_size=beam)
+    runs = []
+    for bonus, gate in [(None, None)] + settings:
+        asr.set_hotwords(None if bonus is None else unrelated, bonus or 0.0)
+        if asr.context is not None:
+            asr.context.min_ctc_gain = gate
+        hyps = [t.text for t in asr.transcribe_files([entry["audio"] for entry in entries], decode)]
+        run = {"condition": "ordinary-" + ("none" if bonus is None else "unrelated"), "set": str(manifest), **labels,
+               "bonus": bonus, "min_ctc_gain": gate, "sentences": len(entries),
+               "wer": round(wer([entry["text"] for entry in entries], hyps), 4), "hypotheses": hyps}
+        print(f"{run['condition']:19s} {manifest.name} bonus {bonus} gate {gate}  WER {100 * run['wer']:.2f}%", flush=True)
+        runs.append(run)
+    return runs
+
+
 def measure(data: Path, models: list[str], bonuses: list[float], gates: list[float], threads: int, beam: int,
-            whisper: bool) -> Path:
+            whisper: bool, ordinary: list[Path] = ()) -> Path:
     import dataclasses
 
     from speechs2s.asr import load_asr
@@ -126,6 +151,8 @@ def measure(data: Path, models: list[str], bonuses: list[float], gates: list[flo
                 runs.append(score_run(condition, entries, hyps, model=model, copy_mechanism=copying,
                                       bonus=bonus if phrases is not None else None,
                                       min_ctc_gain=gate if phrases is not None else None, phrases=len(phrases or [])))
+        for manifest in ordinary:
+            runs += ordinary_speech_runs(asr, manifest, lists["unrelated"], settings, beam, model=model)
     if whisper:
         import common
 
@@ -158,12 +185,14 @@ def main():
     run.add_argument("--beam", type=int, default=8)
     run.add_argument("--threads", type=int, default=1)
     run.add_argument("--whisper", action="store_true", help="add Whisper tiny.en without a list (peers' venv)")
+    run.add_argument("--ordinary", type=Path, action="append", default=[],
+                     help="manifest of ordinary speech: its WER without a list and with the unrelated one (repeatable)")
     args = parser.parse_args()
     if args.command == "synthesize":
         synthesize(args.data)
     else:
         measure(args.data, args.model or ["default"], [float(b) for b in args.bonus.split(",")],
-                [float(g) for g in args.min_ctc_gain.split(",")], args.threads, args.beam, args.whisper)
+                [float(g) for g in args.min_ctc_gain.split(",")], args.threads, args.beam, args.whisper, args.ordinary)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from test_cli import cli
 
 from speechs2s.data.corpora import import_fsdd
 from speechs2s.data.manifest import write_manifest
-from speechs2s.decode.asr import sample_attention
+from speechs2s.decode.asr import DecodeConfig, beam_search, sample_attention
 from speechs2s.losses import mwer_risk
 from speechs2s.train.config import from_dict
 from speechs2s.train.trainer import train
@@ -64,10 +64,30 @@ def test_sampler_gives_the_greedy_hypothesis_first_then_samples_within_the_limit
     assert len({tuple(row[:n].tolist()) for row, n in zip(hyps[5:], lengths[5:])}) > 1  # samples differ
 
 
-@pytest.mark.parametrize("kind", MODELS)
-def test_mwer_adds_its_term_to_the_training_loss_only(kind, digits):
+def test_beam_n_best_is_beam_search_s_hypotheses_in_eval_mode_and_keeps_training_mode(digits):
     torch.manual_seed(0)
-    model = tiny_model(kind, mwer_weight=0.5, mwer_hypotheses=3)
+    model = tiny_model("transformer", mwer_nbest="beam", mwer_hypotheses=3)
+    with torch.no_grad():
+        enc, enc_lengths = model.encode(digits["features"][:2], digits["feature_lengths"][:2])
+    limits = torch.tensor([4, 9])
+    hyps, lengths = model.nbest(enc, enc_lengths, limits)
+    assert model.training and hyps.shape[0] == 6 and all(lengths[:3] <= 4) and all(lengths[3:] <= 9)
+    model.eval()
+    search = DecodeConfig(beam_size=3, max_len_ratio=float((limits / enc_lengths).max()))
+    with torch.no_grad():
+        expected = beam_search(model, enc, enc_lengths, search, TOKENIZER.eos_id)
+    for b, found in enumerate(expected):
+        found = (found + found[-1:] * 3)[:3]
+        for i, hyp in enumerate(found):
+            row, n = hyps[b * 3 + i], int(lengths[b * 3 + i])
+            assert row[:n].tolist() == hyp.tokens[:int(limits[b])] and not row[n:].any()
+
+
+@pytest.mark.parametrize("nbest", ["sample", "beam"])
+@pytest.mark.parametrize("kind", MODELS)
+def test_mwer_adds_its_term_to_the_training_loss_only(kind, nbest, digits):
+    torch.manual_seed(0)
+    model = tiny_model(kind, mwer_weight=0.5, mwer_hypotheses=3, mwer_nbest=nbest)
     model.set_tokenizer(TOKENIZER)
     out = model(digits)
     assert {"mwer", "nbest_wer"} <= set(out) and 0 <= out["nbest_wer"] and torch.isfinite(out["mwer"])
@@ -100,6 +120,7 @@ def test_training_with_mwer_runs_and_logs_the_term(tmp_path, corpora, capfd):
 @pytest.mark.parametrize("option,message", [
     ("mwer_weight=-1", "mwer_weight must be >= 0, got -1.0"),
     ("mwer_hypotheses=1", "mwer_hypotheses must be at least 2"),
+    ("mwer_nbest=greedy", "mwer_nbest must be sample or beam, got 'greedy'"),
     ("mwer_weight=0.5 --set model.options.ctc_weight=1", "mwer_weight needs the attention decoder"),
 ])
 def test_bad_mwer_options_are_one_error_line(option, message):

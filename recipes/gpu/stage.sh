@@ -6,8 +6,10 @@
 #   on the GPU:        recipes/gpu/stage.sh run asr|vocoder|both OUT  # carry data/gpu_pack_<what> and .whl
 #
 # asr:     continues asr-default (trainer.init_from) on ~28 MiB of 16 kHz Opus at ~13 kbit/s (joe-lj train + extra,
-#          FSDD and digit runs joined from it), scores 40 joe-lj dev sentences before and after; OUT gets the
-#          averaged fp16 weights. Both packs travel only if the checkout leaves out the bundled models it does not use.
+#          FSDD and digit runs joined from it; with SYNTH=MANIFEST, ~36 MiB that also draw from the multi-voice
+#          synthetic corpus of recipes/synth: ~4,000 of its utterances, the data that helps unseen voices), scores
+#          40 joe-lj dev sentences before and after; OUT gets the averaged fp16 weights. Both packs travel only if the
+#          checkout leaves out the bundled models it does not use (an ASR run: move tts-default and tts-transformer out).
 # vocoder: trains the Vocos of configs/vocoder_vocos_tiny.yaml (--set overrides below) on ~10 MiB of 22.05 kHz
 #          joe-lj train audio; validation (mel L1) on 40 joe-lj dev sentences; OUT gets its best checkpoint.
 # both:    the two at once on one GPU (WORKERS data loaders each), OUT/asr.tar and OUT/vocoder.tar.
@@ -32,7 +34,13 @@ prepare() {
     speechs2s prepare fsdd "$data/fsdd" "$tmp/fsdd.jsonl" --speakers george,jackson,nicolas,yweweler
     python recipes/tools/digit_runs.py "$tmp/fsdd.jsonl" "$tmp/digit_runs" --count 1500
     cat "$tmp/extra.jsonl" "$tmp/fsdd.jsonl" "$tmp/digit_runs/manifest.jsonl" >> "$tmp/train.jsonl"
-    python recipes/tools/pack_audio.py "$tmp/train.jsonl" "$pack/train" --max-mib 28 --level 0.98
+    local mib=28
+    if [ -n "${SYNTH:-}" ]; then  # its paths are relative to its own folder: write them absolute
+      python -c 'import json, sys; from speechs2s.data.manifest import read_manifest
+for entry in read_manifest(sys.argv[1]): print(json.dumps(entry))' "$SYNTH" >> "$tmp/train.jsonl"
+      mib=36
+    fi
+    python recipes/tools/pack_audio.py "$tmp/train.jsonl" "$pack/train" --max-mib $mib --level 0.98
     python recipes/tools/pack_audio.py "$tmp/dev40.jsonl" "$pack/dev" --max-mib 2
   else
     python recipes/tools/pack_audio.py "$tmp/train.jsonl" "$pack/train" --max-mib 10 --sample-rate 22050 --codec vorbis

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torchaudio.functional import edit_distance
 
-from speechs2s.decode.asr import sample_attention
+from speechs2s.decode.asr import DecodeConfig, beam_search, sample_attention, search_ctc_weight
 from speechs2s.losses import ctc_loss, label_smoothed_cross_entropy, mwer_risk
 from speechs2s.metrics import error_counts
 from speechs2s.models.asr_bias import PhraseSampler
@@ -43,7 +43,8 @@ class ASRHeadConfig:
     label_smoothing: float = 0.1
     scheduled_sampling: float = 0.0  # probability of feeding the model's own prediction while training
     mwer_weight: float = 0.0        # training loss += mwer_weight * MWER risk (see ASRModel.mwer_loss); 0 = off
-    mwer_hypotheses: int = 4        # N-best size of the MWER loss: the greedy hypothesis + N - 1 samples
+    mwer_hypotheses: int = 4        # N-best size of the MWER loss
+    mwer_nbest: str = "sample"      # its hypotheses: "sample" (greedy + N - 1 samples) or "beam" (beam search's N best)
     bias_phrases: bool = False      # a copy mechanism over hotword phrases in the decoder (models/asr_bias.py)
     bias_dim: int = 128             # width of its phrase vectors
     bias_probability: float = 0.5   # training: chance that an utterance puts an n-gram of its text in the list
@@ -64,6 +65,8 @@ class ASRHeadConfig:
             raise ValueError("mwer_weight needs the attention decoder, which ctc_weight = 1 leaves untrained")
         if self.mwer_hypotheses < 2:
             raise ValueError(f"mwer_hypotheses must be at least 2 (the risk compares them), got {self.mwer_hypotheses}")
+        if self.mwer_nbest not in ("sample", "beam"):
+            raise ValueError(f"mwer_nbest must be sample or beam, got {self.mwer_nbest!r}")
         if not isinstance(self.bias_phrases, bool):
             raise ValueError(f"bias_phrases must be true or false, got {self.bias_phrases!r}")
         if self.bias_phrases and self.ctc_weight == 1:
@@ -195,8 +198,8 @@ class ASRModel(FeatureNormalization, nn.Module):
     def mwer_loss(self, enc, enc_lengths, tokens, token_lengths) -> dict:
         """Minimum word error rate training (Prabhavalkar et al. 2018): ``{"mwer": risk, "nbest_wer"}``.
 
-        Per utterance, ``N = mwer_hypotheses`` hypotheses (greedy + samples, at most ``2 L + 5`` tokens
-        for a reference of ``L``) are drawn without gradients, re-scored with teacher forcing
+        Per utterance, ``N = mwer_hypotheses`` hypotheses (at most ``2 L + 5`` tokens for a reference of
+        ``L``) are drawn without gradients (:meth:`nbest`), re-scored with teacher forcing
         (``log p(y, eos)``, differentiable through decoder and encoder) and compared word by word
         with the reference (both decoded by the tokenizer, :func:`speechs2s.metrics.error_counts`);
         ``risk`` is :func:`speechs2s.losses.mwer_risk`, ``nbest_wer`` the mean WER of the hypotheses.
@@ -204,7 +207,7 @@ class ASRModel(FeatureNormalization, nn.Module):
         if self.tokenizer is None:
             raise RuntimeError("mwer_weight > 0 needs the tokenizer: call model.set_tokenizer(tokenizer) first")
         n = self.config.mwer_hypotheses
-        hyps, hyp_lengths = sample_attention(self, enc.detach(), enc_lengths, 2 * token_lengths + 5, self.eos_id, n)
+        hyps, hyp_lengths = self.nbest(enc.detach(), enc_lengths, 2 * token_lengths + 5)
         rows = torch.arange(len(enc), device=enc.device).repeat_interleave(n)
         log_probs = self.sequence_log_probs(hyps, hyp_lengths, enc[rows], enc_lengths[rows])
         refs = [self.tokenizer.decode(ref[:length]) for ref, length in zip(tokens, token_lengths.tolist())]
@@ -214,6 +217,31 @@ class ASRModel(FeatureNormalization, nn.Module):
         ref_words = torch.tensor([c["ref_words"] for c in counts[::n]], device=enc.device)
         risk = mwer_risk(log_probs.view(-1, n), errors, ref_words)
         return {"mwer": risk, "nbest_wer": errors.sum() / (n * ref_words.sum().clamp(min=1))}
+
+    @torch.no_grad()
+    def nbest(self, enc, enc_lengths, limits) -> tuple[torch.Tensor, torch.Tensor]:
+        """The MWER hypotheses: ``N = mwer_hypotheses`` per utterance, ``tokens (B * N, L)`` padded 0 and
+        ``lengths (B * N,)`` (rows ``b * N ..`` belong to utterance b), at most ``limits (B,)`` tokens.
+        ``mwer_nbest = "sample"``: the greedy hypothesis and ancestral samples, with dropout on;
+        ``"beam"``: the N best of the joint attention/CTC beam search (beam N, dropout off), the
+        competitors decoding really meets; an utterance with fewer repeats its last one."""
+        n = self.config.mwer_hypotheses
+        if self.config.mwer_nbest == "sample":
+            return sample_attention(self, enc, enc_lengths, limits, self.eos_id, n)
+        search = DecodeConfig(beam_size=n, ctc_weight=search_ctc_weight(self, self.config.ctc_weight),
+                              max_len_ratio=float((limits / enc_lengths).max()))
+        self.eval()
+        try:
+            results = beam_search(self, enc, enc_lengths, search, self.eos_id)
+        finally:
+            self.train()
+        hyps = [(found + found[-1:] * n)[:n] for found in results]
+        rows = [hyp.tokens[:limit] for found, limit in zip(hyps, limits.tolist()) for hyp in found]
+        lengths = torch.tensor([len(row) for row in rows], device=enc.device)
+        tokens = torch.zeros(len(rows), max(int(lengths.max()), 1), dtype=torch.long, device=enc.device)
+        for row, hyp in enumerate(rows):
+            tokens[row, :len(hyp)] = torch.tensor(hyp, dtype=torch.long)
+        return tokens, lengths
 
     @torch.no_grad()
     def validation_extras(self, batch: dict):

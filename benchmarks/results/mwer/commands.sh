@@ -14,3 +14,15 @@ for run in asr_ce_control asr_mwer; do
       --report benchmarks/results/mwer/${run}_$set.tsv
   done
 done
+# 2026-11-28: the same from the same start (round-6 asr-default: git archive 3144a26 speechs2s/pretrained/asr-default | tar -x -C /tmp/r6,
+# then trainer.init_from=/tmp/r6/speechs2s/pretrained/asr-default in COMMON) with the beam-search n-best, and all three on synth valid (/work/data_synth: recipes/synth output, outside the repo)
+speechs2s train configs/asr_default.yaml $COMMON --set trainer.out_dir=exp/asr_mwer_beam \
+  --set model.options.mwer_weight=0.5 --set model.options.mwer_hypotheses=4 --set model.options.mwer_nbest=beam --threads 1
+for set in joe_dev_test joe_dev_tune; do
+  speechs2s evaluate --model exp/asr_mwer_beam/final --lm none --manifest data/$set.jsonl --threads 1 \
+    --report benchmarks/results/mwer/asr_mwer_beam_$set.tsv
+done
+for run in asr_ce_control asr_mwer asr_mwer_beam; do  # synth valid: recipes/synth's valid.jsonl
+  speechs2s evaluate --model exp/$run/final --lm none --manifest /work/data_synth/valid.jsonl --threads 1 \
+    --report benchmarks/results/mwer/${run}_synth_valid.tsv
+done
