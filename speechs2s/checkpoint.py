@@ -339,17 +339,33 @@ def average_checkpoints(directories: list[str | Path]) -> dict[str, torch.Tensor
     return averaged
 
 
-def save_average(out: str | Path, directories: list[str | Path], half: bool = False) -> Path:
+def save_average(out: str | Path, directories: list[str | Path], half: bool = False, inference: bool = False) -> Path:
     """Average checkpoints into ``out`` with the config and tokenizer of the last one; ``half``
-    stores the float weights as float16 (half the size; loading casts them back to float32)."""
+    stores the float weights as float16 (half the size; loading casts them back to float32);
+    ``inference`` leaves out what only training uses (:func:`inference_checkpoint`)."""
     last = resolve_checkpoint(directories[-1])
     config = read_config(last)
     config.pop("format_version")
     tokenizer = _read_json(last / "tokenizer.json") if (last / "tokenizer.json").exists() else None
     averaged = average_checkpoints([resolve_checkpoint(d) for d in directories])
+    if inference:
+        config["model"], averaged = inference_checkpoint(config["model"], averaged)
     if half:
         averaged = {name: value.half() if value.is_floating_point() else value for name, value in averaged.items()}
     extra = {"averaged_from.json": [str(d) for d in directories]}
     if tokenizer is not None:
         extra["tokenizer.json"] = tokenizer
     return save_checkpoint(out, averaged, config, extra_json=extra)
+
+
+def inference_checkpoint(model: dict, weights: dict[str, torch.Tensor]) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A checkpoint's ``model`` config and ``weights`` for synthesis or recognition only: the model class's
+    ``inference_options`` set (a FastSpeech's ``adversarial_weight`` 0: no mel discriminator) and the
+    weights the model so built lacks dropped. The result loads as any checkpoint, but cannot resume training."""
+    from speechs2s.models import model_spec
+
+    spec = model_spec(model["name"])
+    model = {**model, **getattr(spec.model, "inference_options", {})}
+    with torch.device("meta"):  # the tensor names alone: nothing is allocated
+        kept = spec.build({key: value for key, value in model.items() if key != "name"}).state_dict().keys()
+    return model, {name: value for name, value in weights.items() if name in kept}

@@ -126,9 +126,12 @@ def train(config, overrides, resume, threads):
 @click.argument("out", type=click.Path(file_okay=False, path_type=str))
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=str))
 @click.option("--half", is_flag=True, help="Store the weights in float16 (half the size).")
-def average(out, checkpoints, half):
+@click.option("--inference", is_flag=True,
+              help="Leave out what only training uses (a FastSpeech's mel discriminator): a bundle for synthesis.")
+def average(out, checkpoints, half, inference):
     """Average the weights of CHECKPOINTS (folders of one model) into the checkpoint folder OUT
-    (one checkpoint copies it, e.g. to store it in float16 with --half).
+    (one checkpoint copies it, e.g. to store it in float16 with --half, or for synthesis only
+    with --inference).
 
     \b
     Example:
@@ -136,7 +139,7 @@ def average(out, checkpoints, half):
     """
     from speechs2s.checkpoint import save_average
 
-    click.echo(str(save_average(out, list(checkpoints), half)))
+    click.echo(str(save_average(out, list(checkpoints), half, inference)))
 
 
 @main.command()

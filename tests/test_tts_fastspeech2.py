@@ -1,5 +1,5 @@
 """FastSpeech 2: the YIN pitch tracker, per-token pitch and energy from real speech (cached), training,
-starting from the bundled FastSpeech, and ``pitch_shift`` / ``speak --pitch``."""
+starting from the bundled FastSpeech, ``pitch_shift`` / ``speak --pitch``, and the adversarial mel loss."""
 import math
 from pathlib import Path
 
@@ -18,10 +18,11 @@ REPO = Path(__file__).resolve().parents[1]
 SR, HOP = TTS_FEATURES.sample_rate, TTS_FEATURES.hop_length
 
 
-def tiny_fastspeech2(vocab_size: int) -> FastSpeech2:
+def tiny_fastspeech2(vocab_size: int, **options) -> FastSpeech2:
     return FastSpeech2(FastSpeech2Config(vocab_size=vocab_size, reduction_factor=4, d_model=64, n_heads=2, d_ff=128,
                                          encoder_layers=2, decoder_layers=2, embedding_dim=64, duration_channels=64,
-                                         variance_channels=64, postnet_channels=64, postnet_layers=3, dropout=0.0))
+                                         variance_channels=64, postnet_channels=64, postnet_layers=3, dropout=0.0,
+                                         **options))
 
 
 @pytest.mark.parametrize("f0", [75.0, 150.0, 320.0])
@@ -152,3 +153,79 @@ def test_train_then_speak_with_pitch(variance_entries, tmp_path):
         else:
             assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
             assert result.output.startswith("error: pitch +4 semitones") and "fastspeech2" in result.output
+
+
+def test_adversarial_loss_gives_each_network_only_its_own_gradients(variance_entries):
+    """One backward of ``loss``: the discriminator's gradient is that of ``loss_d`` alone, the generator's
+    gets nothing from ``loss_d``; validation leaves the GAN losses out; off (the default) there is no
+    discriminator and the state dict is the bundled tts-default's."""
+    from speechs2s.checkpoint import read_config, read_weights, resolve_checkpoint
+    from speechs2s.models import build_model
+
+    entries, tokenizer = variance_entries
+    batch = collate_tts([item for item in VarianceTTSDataset(entries, tokenizer)])
+    torch.manual_seed(0)
+    model = tiny_fastspeech2(tokenizer.vocab_size, adversarial_weight=0.1, discriminator_frames=32)
+    mels = torch.cat([batch["mels"][i, :n] for i, n in enumerate(batch["mel_lengths"])])
+    model.set_feature_stats(mels.mean(0), mels.std(0))
+    groups = model.parameter_groups()
+    generator, discriminator = groups["generator"], groups["discriminator"]
+    assert len(generator) + len(discriminator) == len(list(model.parameters()))
+    assert {id(p) for p in discriminator} == {id(p) for p in model.discriminator.parameters()}
+
+    out = model(batch)
+    assert set(out) == {"loss", "mel", "duration", "pitch", "energy", "loss_d", "adversarial", "feature_matching"}
+
+    def grads(loss, params):
+        return torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+
+    assert all(g is None for g in grads(out["loss_d"], generator))
+    assert all(g is not None and g.abs().sum() > 0 for g in grads(out["loss_d"], discriminator))
+    for part in ("adversarial", "feature_matching"):
+        assert all(g is None for g in grads(out[part], discriminator)), part
+        assert sum(float(g.abs().sum()) for g in grads(out[part], generator) if g is not None) > 0, part
+    for total, own in zip(grads(out["loss"], discriminator), grads(out["loss_d"], discriminator)):
+        assert torch.allclose(total, own)
+    model.eval()
+    assert set(model(batch)) == {"loss", "mel", "duration", "pitch", "energy"}
+
+    options = read_config(resolve_checkpoint("tts-default"))["model"]
+    plain = build_model("fastspeech2", {key: value for key, value in options.items() if key != "name"})
+    assert plain.discriminator is None and set(plain.parameter_groups()) == {"all"}
+    assert plain.state_dict().keys() == read_weights(resolve_checkpoint("tts-default")).keys()
+
+
+def test_adversarial_fine_tuning_from_tts_default_then_a_bundle_without_the_discriminator(variance_entries, tmp_path):
+    """``speechs2s train configs/tts_fastspeech2_adversarial.yaml`` from the bundled (plain) FastSpeech 2: the
+    discriminator is the one new part and has its own optimizer; the result synthesises, and
+    ``speechs2s average --inference`` makes a checkpoint without it that synthesises the same."""
+    from click.testing import CliRunner
+
+    from speechs2s.checkpoint import load_train_state, read_config, read_weights
+    from speechs2s.cli import main
+    from speechs2s.data.manifest import write_manifest
+    from speechs2s.tts import load_tts
+
+    write_manifest(tmp_path / "d.jsonl", variance_entries[0])
+    overrides = {"data.train": tmp_path / "d.jsonl", "data.valid": tmp_path / "d.jsonl", "data.num_workers": 0,
+                 "trainer.out_dir": tmp_path / "exp", "trainer.device": "cpu", "trainer.max_steps": 2,
+                 "trainer.valid_every": 2, "trainer.ckpt_every": 2, "trainer.log_every": 1}
+    runner = CliRunner()
+    result = runner.invoke(main, ["train", str(REPO / "configs" / "tts_fastspeech2_adversarial.yaml"),
+                                  *[arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")]])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "; new: discriminator\n" in result.stderr and "start fresh" not in result.stderr
+    assert "loss_d" in result.stderr and "feature_matching" in result.stderr
+    state = load_train_state(tmp_path / "exp" / "checkpoints" / "step-000002")
+    assert set(state["optimizer"]) == {"generator", "discriminator"}
+
+    final = tmp_path / "exp" / "final"
+    assert any(key.startswith("discriminator.") for key in read_weights(final))
+    result = runner.invoke(main, ["average", "--inference", str(tmp_path / "bundle"), str(final)])
+    assert result.exit_code == 0, result.output
+    weights = read_weights(tmp_path / "bundle")
+    assert not any(key.startswith("discriminator.") for key in weights)
+    assert len(weights) == len(read_weights(final)) - len(list(load_tts(final, "cpu").model.discriminator.state_dict()))
+    assert read_config(tmp_path / "bundle")["model"]["adversarial_weight"] == 0.0
+    trained, bundled = (load_tts(path, "cpu").synthesize("Hello there.")[0] for path in (final, tmp_path / "bundle"))
+    assert len(trained) > 0 and (trained == bundled).all()

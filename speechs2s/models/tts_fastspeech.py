@@ -11,6 +11,11 @@ Training needs the frames per token of every utterance (``durations`` in the man
 by ``speechs2s durations`` from a trained attention model's alignment). Synthesis is one pass:
 no stop token, the output length is the sum of the predicted durations, so it always ends and
 can neither skip nor repeat a token — the exposure bias of the autoregressive models is gone.
+
+``adversarial_weight > 0`` adds a mel discriminator (:mod:`speechs2s.models.mel_discriminator`) against
+the over-smoothing of the L1/L2 loss: the model then has two parameter groups, ``generator`` and
+``discriminator``, each with its own optimizer in the trainer. Only training uses the discriminator;
+``inference_options`` is what drops it from a bundle (``speechs2s average --inference``).
 """
 from dataclasses import dataclass
 
@@ -19,14 +24,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechs2s.losses import mel_loss
+from speechs2s.models.mel_discriminator import MelDiscriminator, random_windows
 from speechs2s.models.tts_blocks import AcousticModel, TransformerTextEncoder, TransformerTextEncoderConfig, VariancePredictor
+from speechs2s.models.vocoder import gan_losses
 from speechs2s.nn.masks import key_padding_mask, sequence_mask
 from speechs2s.nn.transformer import PositionalEncoding, TransformerEncoder
 
 
 @dataclass
 class FastSpeechConfig(TransformerTextEncoderConfig):
-    """The text encoder's sizes default smaller than TransformerTTS's (a FastSpeech starts from a trained one)."""
+    """The text encoder's sizes default smaller than TransformerTTS's (a FastSpeech starts from a trained one).
+    ``adversarial_weight > 0`` trains against a mel discriminator ``discriminator_channels`` wide that sees a
+    random window of ``discriminator_frames`` valid frames of each item's postnet output."""
 
     reduction_factor: int = 4
     d_model: int = 192
@@ -39,6 +48,18 @@ class FastSpeechConfig(TransformerTextEncoderConfig):
     duration_channels: int = 256
     duration_kernel_size: int = 3
     duration_weight: float = 1.0  # weight of the log-duration MSE in the loss
+    adversarial_weight: float = 0.0  # LSGAN loss of the mel discriminator; 0: no discriminator
+    feature_matching_weight: float = 1.0  # L1 of its feature maps, real vs generated
+    discriminator_channels: int = 64
+    discriminator_frames: int = 64
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.adversarial_weight < 0 or self.feature_matching_weight < 0:
+            raise ValueError("adversarial_weight and feature_matching_weight must be >= 0")
+        if self.discriminator_channels < 4 or self.discriminator_channels % 4 or self.discriminator_frames < 1:
+            raise ValueError(f"discriminator_channels must be a positive multiple of 4 and discriminator_frames "
+                             f">= 1, got {self.discriminator_channels} and {self.discriminator_frames}")
 
 
 def step_durations(frames: torch.Tensor, reduction_factor: int) -> torch.Tensor:
@@ -62,6 +83,7 @@ def regulate_length(x: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor,
 
 class FastSpeech(TransformerTextEncoder, AcousticModel):
     entry_keys = ("durations",)  # manifest keys the trainer requires (frames per token)
+    inference_options = {"adversarial_weight": 0.0}  # what a bundle for synthesis sets: no discriminator
 
     def __init__(self, config: FastSpeechConfig):
         super().__init__(config)
@@ -71,6 +93,16 @@ class FastSpeech(TransformerTextEncoder, AcousticModel):
         self.decoder_position = PositionalEncoding(c.d_model, c.dropout, learned_scale=True)
         self.decoder = TransformerEncoder(c.decoder_layers, c.d_model, c.n_heads, c.d_ff, c.dropout)
         self.mel_proj = nn.Linear(c.d_model, c.n_mels * c.reduction_factor)
+        self.discriminator = MelDiscriminator(c.discriminator_channels) if c.adversarial_weight > 0 else None
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """With a discriminator, it and the rest (``generator``), each with its own optimizer, schedule
+        and clipping in the trainer (``optim.groups``); without, one group as for any model."""
+        if self.discriminator is None:
+            return {"all": list(self.parameters())}
+        named = dict(self.named_parameters())
+        return {"generator": [p for name, p in named.items() if not name.startswith("discriminator.")],
+                "discriminator": list(self.discriminator.parameters())}
 
     def decode(self, memory: torch.Tensor, steps: torch.Tensor):
         """Encoder output ``(B, L, D)`` and decoder steps per token ``(B, L)`` -> ``(frames (B, S * r, M)``
@@ -84,7 +116,10 @@ class FastSpeech(TransformerTextEncoder, AcousticModel):
     def forward(self, batch: dict) -> dict:
         """``batch``: ``tokens (B, L)``, ``token_lengths``, ``mels (B, T, M)`` log-mel, ``mel_lengths``,
         ``durations (B, L)`` frames per token -> ``dict(loss, mel, duration)`` scalars (and the other
-        :meth:`variance_targets`' MSEs)."""
+        :meth:`variance_targets`' MSEs). With a discriminator, training adds its ``loss_d`` and the
+        weighted ``adversarial`` and ``feature_matching`` losses to ``loss`` (:func:`gan_losses`: one
+        backward gives each network only its own gradients); validation leaves them out, so checkpoints
+        are still chosen on the mel and variance losses."""
         c = self.config
         before, after, predicted = self._predict_with_durations(batch)
         mels, lengths = self.normalize(batch["mels"]), batch["mel_lengths"]
@@ -93,7 +128,13 @@ class FastSpeech(TransformerTextEncoder, AcousticModel):
         targets = self.variance_targets(batch)
         losses = {name: F.mse_loss(predicted[name].float()[mask], target[mask]) for name, (target, _) in targets.items()}
         loss = mel + sum(weight * losses[name] for name, (_, weight) in targets.items())
-        return dict(loss=loss, mel=mel.detach(), **{name: value.detach() for name, value in losses.items()})
+        parts = dict(mel=mel, **losses)
+        if self.discriminator is not None and self.training:
+            real, fake = random_windows(mels, after, lengths, c.discriminator_frames)
+            loss_d, adversarial, feature_matching = gan_losses(self.discriminator, real, fake)
+            loss = loss + c.adversarial_weight * adversarial + c.feature_matching_weight * feature_matching + loss_d
+            parts |= dict(loss_d=loss_d, adversarial=adversarial, feature_matching=feature_matching)
+        return dict(loss=loss, **parts)
 
     def variance_targets(self, batch: dict) -> dict[str, tuple[torch.Tensor, float]]:
         """What the variance predictors learn: name -> ``(target (B, L), loss weight)``; here

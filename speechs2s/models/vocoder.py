@@ -273,7 +273,7 @@ class PeriodDiscriminator(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         x = F.pad(wav, (0, -wav.size(-1) % self.period), mode="reflect")
-        return _scan(self, x.view(x.size(0), 1, -1, self.period))
+        return scan_convs(self, x.view(x.size(0), 1, -1, self.period))
 
 
 class ScaleDiscriminator(nn.Module):
@@ -295,10 +295,10 @@ class ScaleDiscriminator(nn.Module):
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         for _ in range(self.downsample):
             wav = F.avg_pool1d(wav, 4, 2, padding=2)
-        return _scan(self, wav)
+        return scan_convs(self, wav)
 
 
-def _scan(discriminator: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def scan_convs(discriminator: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Run ``discriminator.convs`` then ``conv_post``: ``(logits (B, N), feature maps)``."""
     features = []
     for conv in discriminator.convs:
@@ -342,6 +342,20 @@ def feature_matching_loss(real_outputs, fake_outputs) -> torch.Tensor:
                for real, fake in zip(real_maps, fake_maps))
 
 
+def gan_losses(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor):
+    """``(loss_d, adversarial, feature_matching)`` of a discriminator that returns ``(logits, feature maps)``
+    pairs, such that one backward of their (weighted) sum gives each network only its own gradients:
+
+    - the discriminator loss sees ``fake.detach()``: no gradient reaches the generator;
+    - the generator's adversarial and feature-matching losses run the discriminator with
+      detached parameters (``functional_call``): no gradient reaches the discriminator."""
+    real_outputs = discriminator(real)
+    loss_d = discriminator_loss(real_outputs, discriminator(fake.detach()))
+    frozen = {name: p.detach() for name, p in discriminator.named_parameters()}
+    fake_outputs = torch.func.functional_call(discriminator, frozen, (fake,))
+    return loss_d, adversarial_loss(fake_outputs), feature_matching_loss(real_outputs, fake_outputs)
+
+
 class GANVocoder(nn.Module):
     """A vocoder trained as a GAN: ``generate(mel (frames, M)) -> wav (T,)``; subclasses build
     ``self.generator`` (``mel (B, M, frames) -> wav (B, 1, T)``).
@@ -367,12 +381,8 @@ class GANVocoder(nn.Module):
         return {"generator": list(self.generator.parameters()), "discriminator": list(self.discriminator.parameters())}
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        """Training: the GAN losses summed into one ``loss`` whose backward gives each network only the
-        gradients of its own objective (the trainer then steps each with its own optimizer):
-
-        - the discriminator loss sees ``fake.detach()``: no gradient reaches the generator;
-        - the generator's adversarial and feature-matching losses run the discriminator with
-          detached parameters (``functional_call``): no gradient reaches the discriminator.
+        """Training: the GAN losses (:func:`gan_losses`) summed into one ``loss`` whose backward gives each
+        network only the gradients of its own objective (the trainer then steps each with its own optimizer).
 
         Eval mode: ``loss`` is the mel L1 of the generated audio (what validation compares)."""
         real = batch["wavs"]
@@ -383,13 +393,7 @@ class GANVocoder(nn.Module):
             mel_l1 = self.mel_l1(fake, real)
             return dict(loss=mel_l1, mel_l1=mel_l1)
 
-        real_outputs = self.discriminator(real)
-        loss_d = discriminator_loss(real_outputs, self.discriminator(fake.detach()))
-
-        frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
-        fake_outputs = torch.func.functional_call(self.discriminator, frozen, (fake,))
-        adversarial = adversarial_loss(fake_outputs)
-        feature_matching = feature_matching_loss(real_outputs, fake_outputs)
+        loss_d, adversarial, feature_matching = gan_losses(self.discriminator, real, fake)
         mel_l1 = self.mel_l1(fake, real)
         loss_g = adversarial + self.config.feature_loss_weight * feature_matching \
             + self.config.mel_loss_weight * mel_l1

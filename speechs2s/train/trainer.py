@@ -132,14 +132,17 @@ def load_initial_weights(model, directory: str, name: str, rank: int = 0, partia
         if rank == 0:
             parts = ", ".join(sorted({key.split(".")[0] for key in weights}))
             fresh = f"; {len(mismatched)} of another shape start fresh" if mismatched else ""
+            new = sorted({key.split(".")[0] for key in state if key not in weights and key not in mismatched})
+            fresh += f"; new: {', '.join(new)}" if new else ""
             print(f"init_from {directory}: {len(weights)} of this model's {len(state)} tensors ({parts}){fresh}",
                   file=sys.stderr)
         return
     try:
         model.load_state_dict(weights)
-    except RuntimeError as error:  # another size
+    except RuntimeError as error:  # another size, or tensors it lacks
         raise ConfigError(f"trainer.init_from: {directory} does not fit this model "
-                          f"({' '.join(str(error).split())[:200]})") from None
+                          f"({' '.join(str(error).split())[:200]}); set trainer.init_from_partial=true "
+                          "to start the tensors that do not fit fresh") from None
 
 
 def prepare_tokenizer(config: TrainConfig, train_entries: list[dict], rank: int, resume: bool):
