@@ -99,22 +99,29 @@ def score_run(condition: str, entries: list[dict], hyps: list[str], **settings) 
     return run
 
 
+def transcribe_with_list(asr, entries: list[dict], phrases: list[str] | None, bonus: float, gate: float,
+                         beam: int) -> list[str]:
+    """The texts of the entries' audio in beam search (``beam`` wide) with ``phrases`` as hotwords
+    (None or ``[]``: no list), ``bonus`` per token and CTC gate ``gate``."""
+    import dataclasses
+
+    asr.set_hotwords(phrases, bonus)
+    if asr.context is not None:
+        asr.context.min_ctc_gain = gate
+    decode = dataclasses.replace(asr.decode, mode="beam", beam_size=beam)
+    return [t.text for t in asr.transcribe_files([entry["audio"] for entry in entries], decode)]
+
+
 def ordinary_speech_runs(asr, manifest: Path, unrelated: list[str], settings, beam: int, **labels) -> list[dict]:
     """WER of the sentences of ``manifest`` (speech without any of the phrases) with no list and with the
     unrelated list at every ``(bonus, gate)`` of ``settings``: what a list costs where it does not apply."""
-    import dataclasses
-
     from speechs2s.data.manifest import read_manifest
     from speechs2s.metrics import wer
 
     entries = read_manifest(manifest)
-    decode = dataclasses.replace(asr.decode, mode="beam", beam_size=beam)
     runs = []
     for bonus, gate in [(None, None)] + settings:
-        asr.set_hotwords(None if bonus is None else unrelated, bonus or 0.0)
-        if asr.context is not None:
-            asr.context.min_ctc_gain = gate
-        hyps = [t.text for t in asr.transcribe_files([entry["audio"] for entry in entries], decode)]
+        hyps = transcribe_with_list(asr, entries, None if bonus is None else unrelated, bonus or 0.0, gate, beam)
         run = {"condition": "ordinary-" + ("none" if bonus is None else "unrelated"), "set": str(manifest), **labels,
                "bonus": bonus, "min_ctc_gain": gate, "sentences": len(entries),
                "wer": round(wer([entry["text"] for entry in entries], hyps), 4), "hypotheses": hyps}
@@ -125,8 +132,6 @@ def ordinary_speech_runs(asr, manifest: Path, unrelated: list[str], settings, be
 
 def measure(data: Path, models: list[str], bonuses: list[float], gates: list[float], threads: int, beam: int,
             whisper: bool, ordinary: list[Path] = ()) -> Path:
-    import dataclasses
-
     from speechs2s.asr import load_asr
     from speechs2s.utils import set_threads
 
@@ -143,11 +148,7 @@ def measure(data: Path, models: list[str], bonuses: list[float], gates: list[flo
             for condition, phrases in lists.items():
                 if not phrases and (bonus, gate) != settings[0]:
                     continue  # no list or an empty one: the bonus and gate do not matter
-                decode = dataclasses.replace(asr.decode, mode="beam", beam_size=beam)
-                asr.set_hotwords(phrases, bonus)
-                if asr.context is not None:
-                    asr.context.min_ctc_gain = gate
-                hyps = [t.text for t in asr.transcribe_files([entry["audio"] for entry in entries], decode)]
+                hyps = transcribe_with_list(asr, entries, phrases, bonus, gate, beam)
                 runs.append(score_run(condition, entries, hyps, model=model, copy_mechanism=copying,
                                       bonus=bonus if phrases is not None else None,
                                       min_ctc_gain=gate if phrases is not None else None, phrases=len(phrases or [])))

@@ -22,6 +22,7 @@ from typing import ClassVar
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 from torchaudio.functional import edit_distance
 
 from speechs2s.decode.asr import DecodeConfig, beam_search, sample_attention, search_ctc_weight
@@ -235,13 +236,10 @@ class ASRModel(FeatureNormalization, nn.Module):
             results = beam_search(self, enc, enc_lengths, search, self.eos_id)
         finally:
             self.train()
-        hyps = [(found + found[-1:] * n)[:n] for found in results]
-        rows = [hyp.tokens[:limit] for found, limit in zip(hyps, limits.tolist()) for hyp in found]
+        rows = [torch.tensor(hyp.tokens[:limit], dtype=torch.long)
+                for found, limit in zip(results, limits.tolist()) for hyp in (found + found[-1:] * n)[:n]]
         lengths = torch.tensor([len(row) for row in rows], device=enc.device)
-        tokens = torch.zeros(len(rows), max(int(lengths.max()), 1), dtype=torch.long, device=enc.device)
-        for row, hyp in enumerate(rows):
-            tokens[row, :len(hyp)] = torch.tensor(hyp, dtype=torch.long)
-        return tokens, lengths
+        return pad_sequence(rows, batch_first=True).to(enc.device), lengths
 
     @torch.no_grad()
     def validation_extras(self, batch: dict):
