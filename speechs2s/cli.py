@@ -9,7 +9,7 @@ import click
 
 from speechs2s.errors import ConfigError, SpeechS2SError
 
-DEFAULT_HOTWORD_BONUS = 4.0  # speechs2s.decode.hotwords.DEFAULT_BONUS (not imported: keeps --help fast)
+DEFAULT_HOTWORD_BONUS = 5.0  # speechs2s.decode.hotwords.DEFAULT_BONUS (not imported: keeps --help fast)
 THREADS_HELP = "CPU threads for torch (default: one per core that no other process keeps busy)."
 
 

@@ -61,6 +61,25 @@ def test_bonus_pulls_the_hypothesis_towards_a_phrase_and_an_empty_list_changes_n
     assert all(_contains(tokens, phrase) for tokens in biased), (plain, biased)
 
 
+def test_reserved_beams_keep_a_partial_match_from_displacing_the_unbiased_hypotheses():
+    model = tiny_model("lstm")
+    features, lengths = _batch()
+    config = DecodeConfig(beam_size=4, ctc_weight=0.3, max_len_ratio=0.5)
+    unreachable = [1, 2, 3, 4] * 20  # longer than any hypothesis may be: every partial match is taken back
+    with torch.no_grad():
+        enc, enc_lengths = model.encode(features, lengths)
+        plain = [hyps[0].tokens for hyps in beam_search(model, enc, enc_lengths, config, EOS)]
+
+        def best(reserved):
+            graph = ContextGraph([unreachable], 6, bonus=8.0, eos_id=EOS, reserved_beams=reserved)
+            return [hyps[0].tokens for hyps in beam_search(model, enc, enc_lengths, config, EOS, context=graph)]
+
+        assert best(0) != plain  # ranked with the bonus, partial matches push the best hypothesis out
+        assert best(4) == plain  # ranked without it, the beam_size rows are the unbiased search's
+    with pytest.raises(ConfigError, match="reserved_beams"):
+        ContextGraph([[1]], 6, reserved_beams=-1)
+
+
 def _contains(tokens, phrase):
     return any(tokens[i : i + len(phrase)] == phrase for i in range(len(tokens)))
 

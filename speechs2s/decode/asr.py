@@ -252,34 +252,45 @@ def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: Dec
     in the hotword trie, and the trie's score changes are added before the candidates are pre-selected,
     so that a token continuing a hotword can enter the beam. A model with a copy mechanism gets the
     context's phrases too (:func:`copy_phrases`); their match lengths follow the beams in its state.
+
+    With hotwords (a bonus above 0 and ``context.reserved_beams > 0``) the beam has ``R`` extra rows per utterance: each step keeps
+    the ``K`` best continuations by their score *without* any hotword bonus, then the ``R`` best of
+    the rest with it. So hypotheses in a partial hotword match never push the unbiased ones out of
+    the beam (a list that does not apply leaves the search as without a list, apart from the wider
+    beam), yet have room of their own to complete a phrase. An eos candidate finishes when it is
+    among the ``K`` best without bonus or the ``K + R`` best with it, and an utterance is done once
+    ``K + R`` hypotheses finished; all are ranked with the bonus of the phrases they completed.
     """
     B, K = len(enc), config.beam_size
+    R = context.reserved_beams if context is not None and context.bonus > 0 else 0
+    W = K + R  # rows per utterance
     device = enc.device
     weight = config.ctc_weight
     limit = max_lengths(enc_lengths, config.max_len_ratio).tolist()
-    rows = torch.arange(B, device=device).repeat_interleave(K)  # (N,) utterance of each hypothesis
+    rows = torch.arange(B, device=device).repeat_interleave(W)  # (N,) utterance of each hypothesis
     state = model.init_decoder_state(enc, enc_lengths, **copy_phrases(model, context))
     state = model.reorder_state(state, rows)  # memory projected once per utterance
     ctc = CTCPrefixScorer(model.ctc_log_probs(enc)[rows], enc_lengths[rows], eos_id, blank_id) if weight > 0 else None
-    scores = torch.full((B, K), NEG_INF, device=device)
+    scores = torch.full((B, W), NEG_INF, device=device)
     scores[:, 0] = 0.0  # only one live hypothesis (the empty one) at the start
-    prefixes = [[] for _ in range(B * K)]
-    prev = torch.full((B * K,), eos_id, dtype=torch.long, device=device)
+    base_scores = scores.clone()  # the same without hotword bonuses
+    prefixes = [[] for _ in range(B * W)]
+    prev = torch.full((B * W,), eos_id, dtype=torch.long, device=device)
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    searching = list(range(B))  # utterances still searched, in row order (K rows each); done ones leave the batch
+    searching = list(range(B))  # utterances still searched, in row order (W rows each); done ones leave the batch
     pre_beam = int(1.5 * K) + 1 if ctc else K + 1  # attention candidates per hypothesis and step
     fusion = lm is not None and config.lm_weight > 0
-    lm_state = lm.init_state(B * K, device) if fusion else None
+    lm_state = lm.init_state(B * W, device) if fusion else None
     if context is not None:
         context = context.to(device)
-        hot = context.start(B * K, device)  # each hypothesis's state in the hotword trie
+        hot = context.start(B * W, device)  # each hypothesis's state in the hotword trie
 
     for step in range(max(limit) + 1):
         n = len(searching)
         log_probs, state = model.decode_step(prev, state)
         log_probs = log_probs.float()
         log_probs[:, blank_id] = NEG_INF
-        at_limit = torch.tensor([step >= limit[b] for b in searching], device=device).repeat_interleave(K)
+        at_limit = torch.tensor([step >= limit[b] for b in searching], device=device).repeat_interleave(W)
         only_eos = torch.arange(log_probs.shape[-1], device=device) == eos_id
         log_probs[at_limit] = torch.where(only_eos, log_probs[at_limit], NEG_INF)  # must end now
         if fusion:
@@ -289,53 +300,68 @@ def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: Dec
         else:
             log_probs = (1 - weight) * log_probs
         if context is not None:
-            log_probs = log_probs + context.scores(hot)
-        joint, candidates = log_probs.topk(min(pre_beam, log_probs.shape[-1]), -1)  # (n K, C)
+            hot_scores = context.scores(hot)
+            log_probs = log_probs + hot_scores
+        joint, candidates = log_probs.topk(min(pre_beam, log_probs.shape[-1]), -1)  # (n W, C)
         if ctc is not None:
             psi = ctc.prefix_scores(candidates)
             impossible = (psi == NEG_INF) | (ctc.score[:, None] == NEG_INF)  # avoid nan from inf - inf
             gain = torch.where(impossible, NEG_INF, psi - ctc.score[:, None])
             joint = joint + weight * gain
+        base_joint = joint
         if context is not None:  # a hotword token earns its bonus only if CTC finds it plausible
             earned = context.earning(hot, candidates)
+            hot_change = hot_scores.gather(1, candidates)
             if ctc is not None:
                 rejected = earned & (gain < context.min_ctc_gain)
+                hot_change = hot_change - context.bonus * rejected
                 joint = joint - context.bonus * rejected
                 earned = earned & ~rejected
+            base_joint = joint - hot_change
         C = candidates.shape[1]
-        total = (scores.reshape(-1, 1) + joint).reshape(n, K * C)
-        is_eos = candidates.reshape(n, K * C) == eos_id
+        total = (scores.reshape(-1, 1) + joint).reshape(n, W * C)
+        base_total = (base_scores.reshape(-1, 1) + base_joint).reshape(n, W * C)
+        is_eos = candidates.reshape(n, W * C) == eos_id
 
-        # finalise hypotheses that end among the K best candidates of their utterance
-        top_scores, top = total.topk(K, -1)
-        for i, k in (is_eos.gather(1, top) & (top_scores > NEG_INF)).nonzero().tolist():
-            parent = i * K + int(top[i, k]) // C
-            finished[searching[i]].append(Hypothesis(prefixes[parent], float(top_scores[i, k])))
-        continued, best = total.masked_fill(is_eos, NEG_INF).topk(K, -1)  # (n, K) best non-eos continuations
+        # finalise hypotheses that end among the K best candidates of their utterance (W best with bonus)
+        ranked = base_total if R else total  # without reserved rows the bonus ranks all K
+        ending = _top_mask(ranked, K) & is_eos & (total > NEG_INF)
+        if R:
+            ending |= _top_mask(total, W) & is_eos & (total > NEG_INF)
+        for i, j in ending.nonzero().tolist():
+            parent = i * W + j // C
+            finished[searching[i]].append(Hypothesis(prefixes[parent], float(total[i, j])))
+        # the K best non-eos continuations without bonus, then the R best of the rest with it: (n, W)
+        best = ranked.masked_fill(is_eos, NEG_INF).topk(K, -1).indices
+        if R:
+            rest = total.masked_fill(is_eos, NEG_INF).scatter(1, best, NEG_INF)
+            best = torch.cat([best, rest.topk(R, -1).indices], 1)
+        continued = total.gather(1, best)
         keep = []
         for i, b in enumerate(searching):
-            if len(finished[b]) < K and step < limit[b] and continued[i, 0] > NEG_INF:
+            if len(finished[b]) < W and step < limit[b] and continued[i].max() > NEG_INF:
                 keep.append(i)
             elif not finished[b]:  # no hypothesis could end: return the live ones, unfinished
-                finished[b] = [Hypothesis(prefixes[i * K + k], float(scores[i, k]))
-                               for k in range(K) if scores[i, k] > NEG_INF]
+                finished[b] = [Hypothesis(prefixes[i * W + k], float(scores[i, k]))
+                               for k in range(W) if scores[i, k] > NEG_INF]
         if not keep:
             break
 
-        # keep the K best non-eos continuations of the utterances still searched
+        # keep the chosen continuations of the utterances still searched
         searching = [searching[i] for i in keep]
         kept = torch.tensor(keep, device=device)
-        scores, best = continued[kept], best[kept]  # (n', K)
-        parents = (kept[:, None] * K + best // C).reshape(-1)
-        tokens = candidates.reshape(n, K * C)[kept].gather(1, best).reshape(-1)
+        best = best[kept]
+        scores, base_scores = continued[kept], base_total[kept].gather(1, best)  # (n', W)
+        parents = (kept[:, None] * W + best // C).reshape(-1)
+        tokens = candidates.reshape(n, W * C)[kept].gather(1, best).reshape(-1)
         state = model.reorder_state(state, parents)
         if fusion:
             lm_state = lm.reorder_state(lm_state, parents)
         if context is not None:
-            chosen = earned.reshape(n, K * C)[kept].gather(1, best).reshape(-1)
+            chosen = earned.reshape(n, W * C)[kept].gather(1, best).reshape(-1)
             hot = context.advance(context.reorder(hot, parents), tokens, chosen)
         if ctc is not None:
-            ctc.advance(parents, tokens, psi.reshape(n, K * C)[kept].gather(1, best).reshape(-1))
+            ctc.advance(parents, tokens, psi.reshape(n, W * C)[kept].gather(1, best).reshape(-1))
         prefixes = [prefixes[p] + [t] for p, t in zip(parents.tolist(), tokens.tolist())]
         prev = tokens
 
@@ -343,6 +369,11 @@ def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: Dec
         return hyp.score / (len(hyp.tokens) + 1) ** config.length_penalty
 
     return [sorted(hyps, key=normalized, reverse=True) for hyps in finished]
+
+
+def _top_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """``(n, M)`` bool: the ``k`` highest entries of each row of ``scores (n, M)``."""
+    return torch.zeros_like(scores, dtype=torch.bool).scatter(1, scores.topk(k, -1).indices, True)
 
 
 def ctc_prefix_beam_search(log_probs: torch.Tensor, beam_size: int, blank_id: int = 0) -> list[Hypothesis]:

@@ -37,7 +37,10 @@ import torch
 
 from speechs2s.errors import ConfigError
 
-DEFAULT_BONUS = 4.0  # per token of a phrase (its first excepted), in the joint log-probability of beam search
+# Bonus and reserved rows chosen on the tuning names set and joe-lj dev's first half (benchmarks/results/hotwords/
+# hotwords_tune-20261128-034016.json): the best name recall (58%) whose unrelated-list cost stays within 0.5 WER points
+DEFAULT_BONUS = 5.0  # per token of a phrase (its first excepted), in the joint log-probability of beam search
+DEFAULT_RESERVED_BEAMS = 8  # beam rows for hotword hypotheses beside the beam_size unbiased ones
 DEFAULT_MIN_CTC_GAIN = float("-inf")  # off: on the names set a gate of -4 cost recall (30% -> 19% at bonus 4)
 
 
@@ -55,16 +58,20 @@ class ContextGraph:
     since its match started (or since the last phrase it completed), which a failing match takes back.
     ``min_ctc_gain``: a token earns its bonus only when its CTC prefix gain ``log p_ctc(g + c) -
     log p_ctc(g)`` is at least this (checked by beam search when it scores with CTC): a phrase that the
-    audio does not support cannot be pushed in by the bonus alone.
+    audio does not support cannot be pushed in by the bonus alone. ``reserved_beams``: rows beam search
+    adds per utterance for hypotheses ranked with the bonus, so that they do not displace the
+    ``beam_size`` ranked without it (:func:`speechs2s.decode.asr.beam_search`).
     """
 
     def __init__(self, sequences: list[list[int]], vocab_size: int, bonus: float = DEFAULT_BONUS,
                  eos_id: int | None = None, word_starts: torch.Tensor | None = None,
-                 min_ctc_gain: float = DEFAULT_MIN_CTC_GAIN):
+                 min_ctc_gain: float = DEFAULT_MIN_CTC_GAIN, reserved_beams: int = DEFAULT_RESERVED_BEAMS):
         if bonus < 0:
             raise ConfigError(f"hotword bonus must be >= 0, got {bonus}")
+        if reserved_beams < 0:
+            raise ConfigError(f"hotword reserved_beams must be >= 0, got {reserved_beams}")
         self.bonus, self.vocab_size, self.eos_id = float(bonus), vocab_size, eos_id
-        self.min_ctc_gain = min_ctc_gain
+        self.min_ctc_gain, self.reserved_beams = min_ctc_gain, reserved_beams
         self.sequences = [list(s) for s in sequences if s]
         # tokens after which a completed phrase keeps its bonus: word starts and eos (all, without word_starts)
         boundary = torch.ones(vocab_size, dtype=torch.bool) if word_starts is None else word_starts.bool().clone()
