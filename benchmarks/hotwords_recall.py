@@ -195,7 +195,7 @@ def main():
     run.add_argument("--min-ctc-gain", default="-4,-1000", help="comma-separated CTC prefix gains a hotword token needs")
     run.add_argument("--reserved-beams", help="comma-separated beam rows reserved for hotword hypotheses to try "
                                               "(default: the package's)")
-    run.add_argument("--beam", type=int, default=8)
+    run.add_argument("--beam", type=int, help="beam size (default: the package's)")
     run.add_argument("--threads", type=int, default=1)
     run.add_argument("--whisper", action="store_true", help="add Whisper tiny.en without a list (peers' venv)")
     run.add_argument("--ordinary", type=Path, action="append", default=[],
@@ -204,12 +204,13 @@ def main():
     if args.command == "synthesize":
         synthesize(args.data, args.sentences)
     else:
+        from speechs2s.decode.asr import DecodeConfig
         from speechs2s.decode.hotwords import DEFAULT_RESERVED_BEAMS
 
         reserved = args.reserved_beams.split(",") if args.reserved_beams else [DEFAULT_RESERVED_BEAMS]
         measure(args.data, args.model or ["default"], [float(b) for b in args.bonus.split(",")],
                 [float(g) for g in args.min_ctc_gain.split(",")], [int(r) for r in reserved],
-                args.threads, args.beam, args.whisper, args.ordinary)
+                args.threads, args.beam or DecodeConfig().beam_size, args.whisper, args.ordinary)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import click
 from speechs2s.errors import ConfigError, SpeechS2SError
 
 DEFAULT_HOTWORD_BONUS = 5.0  # speechs2s.decode.hotwords.DEFAULT_BONUS (not imported: keeps --help fast)
+DEFAULT_BEAM = 12  # speechs2s.decode.asr.DecodeConfig.beam_size (not imported, likewise)
 THREADS_HELP = "CPU threads for torch (default: one per core that no other process keeps busy)."
 
 
@@ -168,7 +169,7 @@ def _asr_options(command):
     options = [
         click.option("--model", "model_name", default="default", show_default=True,
                      help="Checkpoint folder, training output folder or bundled model name."),
-        click.option("--beam", type=click.IntRange(min=1), default=8, show_default=True,
+        click.option("--beam", type=click.IntRange(min=1), default=DEFAULT_BEAM, show_default=True,
                      help="Beam size (1 with --ctc-weight 0 is greedy decoding)."),
         click.option("--ctc-weight", type=click.FloatRange(0, 1), default=0.3, show_default=True,
                      help="Weight of CTC prefix scores in the beam search (1 = CTC prefix beam search only)."),

@@ -51,7 +51,7 @@ class DecodeConfig:
     """
 
     mode: Literal["beam", "greedy", "ctc_greedy"] = "beam"
-    beam_size: int = 8
+    beam_size: int = 12  # 8 -> 12: asr-default -2 WER points on synthetic voices (benchmarks/results/asr_beam12/)
     ctc_weight: float = 0.3
     length_penalty: float = 1.0
     max_len_ratio: float = 1.0
@@ -253,9 +253,9 @@ def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: Dec
     so that a token continuing a hotword can enter the beam. A model with a copy mechanism gets the
     context's phrases too (:func:`copy_phrases`); their match lengths follow the beams in its state.
 
-    With hotwords (a bonus above 0 and ``context.reserved_beams > 0``) the beam has ``R`` extra rows per utterance: each step keeps
-    the ``K`` best continuations by their score *without* any hotword bonus, then the ``R`` best of
-    the rest with it. So hypotheses in a partial hotword match never push the unbiased ones out of
+    With hotwords (a bonus above 0 and ``R = context.reserved_beams > 0``) the beam has ``R`` extra rows
+    per utterance: each step keeps the ``K`` best continuations by their score *without* any hotword
+    bonus, then the ``R`` best of the rest with it. So hypotheses in a partial hotword match never push the unbiased ones out of
     the beam (a list that does not apply leaves the search as without a list, apart from the wider
     beam), yet have room of their own to complete a phrase. An eos candidate finishes when it is
     among the ``K`` best without bonus or the ``K + R`` best with it, and an utterance is done once
@@ -308,15 +308,14 @@ def beam_search(model, enc: torch.Tensor, enc_lengths: torch.Tensor, config: Dec
             impossible = (psi == NEG_INF) | (ctc.score[:, None] == NEG_INF)  # avoid nan from inf - inf
             gain = torch.where(impossible, NEG_INF, psi - ctc.score[:, None])
             joint = joint + weight * gain
-        base_joint = joint
-        if context is not None:  # a hotword token earns its bonus only if CTC finds it plausible
+        base_joint = joint  # without hotword score changes
+        if context is not None:
             earned = context.earning(hot, candidates)
             hot_change = hot_scores.gather(1, candidates)
-            if ctc is not None:
-                rejected = earned & (gain < context.min_ctc_gain)
-                hot_change = hot_change - context.bonus * rejected
-                joint = joint - context.bonus * rejected
-                earned = earned & ~rejected
+            if ctc is not None:  # a hotword token earns its bonus only if CTC finds it plausible
+                rejected = context.bonus * (earned & (gain < context.min_ctc_gain))
+                joint, hot_change = joint - rejected, hot_change - rejected
+                earned = earned & (rejected == 0)
             base_joint = joint - hot_change
         C = candidates.shape[1]
         total = (scores.reshape(-1, 1) + joint).reshape(n, W * C)
