@@ -267,6 +267,8 @@ def parser(description: str) -> argparse.ArgumentParser:
     cli.add_argument("--repeats", type=int, default=None, help="timing runs per measurement, median kept (default 3, quick 1)")
     cli.add_argument("--note", default="", help="a line printed above the results table (e.g. 'machine busy: preliminary')")
     cli.add_argument("--no-record", action="store_true", help="print only; write neither JSON nor RESULTS.md")
+    cli.add_argument("--report", type=Path, default=None,
+                     help="write the JSON here instead of results/, and leave RESULTS.md alone (e.g. a recipe's scoring stage)")
     return cli
 
 
@@ -316,7 +318,7 @@ def record(name: str, args, results: dict, tables: list[tuple[str, list[dict], l
     and append a section (date, command, machine, notes, tables, JSON file) to RESULTS.md."""
     info, command, now = machine(), command_line(), datetime.datetime.now(datetime.timezone.utc)
     date = now.strftime("%Y-%m-%d %H:%M UTC")
-    out = RESULTS_DIR / f"{name}{'-quick' if args.quick else ''}-{now:%Y%m%d-%H%M%S}.json"
+    out = args.report or RESULTS_DIR / f"{name}{'-quick' if args.quick else ''}-{now:%Y%m%d-%H%M%S}.json"
     notes = [note for note in [args.note, *notes] if note]
     lines = [f"## {name}{' (quick)' if args.quick else ''} — {date}", "",
              f"`{command}`  ", f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gb']} GB, "
@@ -325,13 +327,16 @@ def record(name: str, args, results: dict, tables: list[tuple[str, list[dict], l
     for title, rows, columns in tables:
         lines += ["", f"**{title}**", "", markdown_table(rows, columns)]
     if not args.no_record:
-        lines += ["", f"Per-utterance details: `{out.relative_to(BENCHMARKS)}`"]
+        lines += ["", f"Per-utterance details: `{out if args.report else out.relative_to(BENCHMARKS)}`"]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.no_record:
         return
-    RESULTS_DIR.mkdir(exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"date": date, "command": command, "machine": info, "notes": notes, **results}, indent=2) + "\n")
+    if args.report:
+        print(f"wrote {out}")
+        return
     if not RESULTS_MD.exists():
         RESULTS_MD.write_text("# Benchmark results\n\nAppended by the scripts in this folder (newest last); "
                               "JSON of each run in `results/`. See README.md for what each number means.\n")

@@ -94,12 +94,12 @@ class Speech:
 class Voice:
     """A TTS system loaded with ``threads`` threads: ``speak(text) -> Speech``."""
 
-    def __init__(self, system: str, threads: int, tts_model: str):
+    def __init__(self, system: str, threads: int, tts_model: str, vocoder: str = "griffin-lim"):
         self.system = system
         if system == "speechs2s":
             import speechs2s
 
-            self.tts = speechs2s.load_tts(tts_model, device="cpu")
+            self.tts = speechs2s.load_tts(tts_model, device="cpu", vocoder=vocoder)
         elif system == "piper":  # PiperVoice.load without its session, so that its threads are pinned
             import json
 
@@ -153,13 +153,14 @@ def espeak(text: str, began: float) -> Speech:
     return Speech(wav, rate, first)
 
 
-def run_system(threads: int, system: str, sentences: list[str], repeats: int, tts_model: str, out_dir: str) -> dict:
+def run_system(threads: int, system: str, sentences: list[str], repeats: int, tts_model: str, vocoder: str,
+               out_dir: str) -> dict:
     """In a fresh process: load, warm up, time ``repeats`` passes over ``sentences`` (median per
     sentence); the last pass's audio is kept as ``out_dir/<system>/NN.wav``."""
     import soundfile
 
     rss_before = common.rss_mb()
-    voice, load_s = common.timed(Voice, system, threads, tts_model)
+    voice, load_s = common.timed(Voice, system, threads, tts_model, vocoder)
     voice.speak(sentences[0])
     passes = [[common.timed(voice.speak, text) for text in sentences] for _ in range(repeats)]
     peak = common.peak_rss_mb()
@@ -190,6 +191,7 @@ def main():
     cli = common.parser(__doc__)
     cli.add_argument("--systems", default="speechs2s,piper,espeak-ng")
     cli.add_argument("--tts-model", default="default", help="speechs2s checkpoint (dir or bundled name)")
+    cli.add_argument("--vocoder", default="griffin-lim", help="speechs2s vocoder: griffin-lim or a checkpoint folder")
     cli.add_argument("--sentences", default="choice", choices=["choice", *SENTENCE_FILES],
                      help="sentence set: choice (30) or choice-cv (60), used for choices; heldout (60, for reporting); hard")
     cli.add_argument("--keep-audio", default=None, help="folder to keep the synthesized WAVs in (default: a temp dir)")
@@ -207,7 +209,7 @@ def main():
         transcripts = None
         for threads in common.thread_counts(args):
             result = common.run_isolated(run_system, threads, system, sentences, common.repeats(args), args.tts_model,
-                                         str(Path(out_dir) / f"{threads}thr"))
+                                         args.vocoder, str(Path(out_dir) / f"{threads}thr"))
             outputs = result["outputs"]
             if transcripts is None:  # intelligibility does not depend on the thread count: judge once
                 transcripts = common.run_isolated(judge, threads, [o["audio"] for o in outputs])

