@@ -56,6 +56,13 @@ NORMALIZE_TEXT_CASES = [
     ("Henry VIII met Elizabeth II and Louis XIV.", "henry the eighth met elizabeth the second and louis the fourteenth."),
     ("Elizabeth I. Then I went; Malcolm X and Washington DC.", "elizabeth the first. then i went; malcolm x and washington dc."),
     ("Chapter IV, part I, Act V, World War II, CHAPTER XL, Appendix C", "chapter four, part one, act five, world war two, chapter forty, appendix c"),
+    # fractions (not "24/7" or "9/11"), ranges and scores, decades, hyphens next to digits, dashes
+    ("Add 2 1/2 cups, 3/4 of it, 1/2, 2/3 or 1 1/4; open 24/7 since 9/11.",
+     "add two and a half cups, three quarters of it, one half, two thirds or one and a quarter; open twenty four seven since nine eleven."),
+    ("Pages 10-20 of 1990-1995, a 3-2 win, 5:30-6:00", "pages ten to twenty of nineteen ninety to nineteen ninety five, a three to two win, five thirty to six o'clock"),
+    ("the '90s, the 80s and the 1960s", "the nineties, the eighties and the nineteen sixties"),
+    ("COVID-19, an F-16 and 3-D glasses; 3rd-party", "covid nineteen, an f sixteen and three d glasses; third party"),
+    ("well - maybe -- or not", "well, maybe, or not"),
 ]
 
 
@@ -113,6 +120,8 @@ def test_phoneme_tokenizer():
     assert tokenizer.pronounce("smith's") == ["S", "M", "IH1", "TH", "S"]
     assert tokenizer.pronounce("blorptastic") == ["B", "L", "AO1", "R", "P", "T", "AE0", "S", "T", "IH0", "K"]  # not in CMUdict
     assert tokenizer.unk_id not in tokenizer.encode("Zorblax the quixotic Kubernetes fan; wow!")
+    assert tokenizer.pronounce("ntsb") == ["EH1", "N", "T", "IY1", "EH1", "S", "B", "IY1"]  # no vowel: spelled out
+    assert tokenizer.pronounce("grr") == letters_to_phones("grr") == ["G", "R"]  # a doubled letter: an interjection
     plain = PhonemeTokenizer(keep_stress=False)
     assert plain.vocab_size == tokenizer.vocab_size - 30
     assert plain.decode(plain.encode("hello")) == "HH AH L OW"

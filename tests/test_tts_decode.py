@@ -37,6 +37,10 @@ def test_split_sentences():
     assert split_sentences("Hi there.  How are you?\nFine; thanks!\n\nBye") == \
         ["Hi there.", "How are you?", "Fine;", "thanks!", "Bye"]
     assert split_sentences("   \n ") == []
+    # a period after an abbreviation that a word follows, a single letter, or before a lowercase word ends nothing
+    assert split_sentences("Then Mr. Smith met J. R. Jones of the U.S. Army at 5 p.m. on Friday. No. 5 won. Wait... "
+                           "what? Bye.") == ["Then Mr. Smith met J. R. Jones of the U.S. Army at 5 p.m. on Friday.",
+                                             "No. 5 won.", "Wait... what?", "Bye."]
     long = "word, " * 100 + "x" * 450
     pieces = split_sentences(long, max_chars=200)
     assert all(len(p) <= 200 for p in pieces)

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from speechs2s.text.normalize import ABBREVIATIONS_BEFORE_A_WORD
+
 
 @dataclass
 class SynthesisConfig:
@@ -135,14 +137,30 @@ def synthesize_sequences(model, token_lists: list[list[int]], batch_size: int = 
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n\s*\n")
+# A period after one of these or after a single letter ("J.", "U.S.", "p.m.") ends no sentence.
+_NO_END_BEFORE = re.compile(rf"\b(?:{'|'.join(ABBREVIATIONS_BEFORE_A_WORD)}|[a-z])\.$", re.IGNORECASE)
+
+
+def _ends_sentence(text: str, gap: re.Match) -> bool:
+    """Whether the whitespace ``gap`` (a match of ``_SENTENCE_END``) separates two sentences: a blank line,
+    ``! ? ;`` always do; a period does unless a lowercase word follows ("5 p.m. on Friday") or it closes an
+    abbreviation that a word follows ("Mr. Smith", "No. 5") or a single letter ("J. Smith", "the U.S. Army")."""
+    if gap.group().count("\n") > 1 or text[gap.start() - 1] != ".":
+        return True
+    return not (text[gap.end()].islower() or _NO_END_BEFORE.search(text, max(0, gap.start() - 8), gap.start()))
 
 
 def split_sentences(text: str, max_chars: int = 200) -> list[str]:
-    """Split text after ``. ! ? ;`` (and at blank lines); pieces longer than ``max_chars`` are cut
-    at the last comma, else the last space, before the limit. Whitespace is collapsed; empty
-    pieces are dropped. Linear in the length of ``text``."""
-    pieces = []
-    for sentence in _SENTENCE_END.split(text):
+    """Split text into sentences (see ``_ends_sentence``; blank lines always split); pieces longer than
+    ``max_chars`` are cut at the last comma, else the last space, before the limit. Whitespace is collapsed;
+    empty pieces are dropped. Linear in the length of ``text``."""
+    pieces, start, sentences = [], 0, []
+    for gap in _SENTENCE_END.finditer(text):
+        if gap.end() < len(text) and _ends_sentence(text, gap):
+            sentences.append(text[start:gap.start()])
+            start = gap.end()
+    sentences.append(text[start:])
+    for sentence in sentences:
         sentence = " ".join(sentence.split())
         while len(sentence) > max_chars:
             head = sentence[:max_chars]

@@ -1,7 +1,8 @@
 """Text normalisation: written English -> the words a speaker would say.
 
-``normalize_text`` prepares TTS input: numbers, ordinals, years, currency, percentages, times,
-dates (``12/25/2023``, ``2023-12-25``, ``Jan 5th``), phone numbers (``555-1234``, digit by digit), units
+``normalize_text`` prepares TTS input: numbers, ordinals, years, decades (``'90s``), currency, percentages, times,
+dates (``12/25/2023``, ``2023-12-25``, ``Jan 5th``), phone numbers (``555-1234``, digit by digit), fractions
+(``2 1/2`` -> "two and a half"), ranges and scores (``10-20`` -> "ten to twenty"), units
 (``5 km``, ``3 kg``), Roman numerals (``chapter IV`` -> "chapter four", ``Henry VIII`` -> "henry the
 eighth") and common abbreviations become words (number words from ``num2words``); unicode quotes, dashes and accents become ASCII; the result is
 lowercase ``a-z``, space, ``'`` and the punctuation ``, . ? ! - : ;`` (kept as prosody cues).
@@ -191,6 +192,10 @@ _ABBREVIATIONS = {
     "Jan": "january", "Feb": "february", "Mar": "march", "Apr": "april", "Aug": "august",
     "Sep": "september", "Sept": "september", "Oct": "october", "Nov": "november", "Dec": "december",
 }
+# Abbreviations that a name, word or number follows ("Mr. Smith", "No. 5", "Jan. 5"): their period ends no sentence.
+ABBREVIATIONS_BEFORE_A_WORD = ("Mr", "Mrs", "Ms", "Dr", "Prof", "Gen", "Gov", "Capt", "Col", "Lt", "Sgt", "Rev", "Hon",
+                               "Mt", "Ft", "St", "No", "vs", "approx", "Jan", "Feb", "Mar", "Apr", "Aug", "Sep", "Sept",
+                               "Oct", "Nov", "Dec")
 _ABBREVIATION_RE = re.compile(r"\b(" + "|".join(_ABBREVIATIONS) + r")\.", re.IGNORECASE)
 _LOWER_ABBREVIATIONS = {k.lower(): v for k, v in _ABBREVIATIONS.items()}
 
@@ -217,6 +222,9 @@ _ORDINAL_RE = re.compile(r"\b(\d[\d,]*)(st|nd|rd|th)\b", re.IGNORECASE)
 _YEAR_RE = re.compile(r"(?<![\d.])(?<!\d,)(1[1-9]\d\d|20\d\d)(s?)(?!\d|[.,]\d)")
 _NEGATIVE_RE = re.compile(rf"(?<![\w.])-({_NUMBER})")
 _NUMBER_RE = re.compile(_NUMBER)
+_FRACTION_RE = re.compile(r"(?<![\w/.])(?:(\d+) )?([1-9])/([2-9]|10|16)(?![\w/]|\.\d)")  # "3/4", "2 1/2"; not "24/7", "9/11"
+_RANGE_RE = re.compile(rf"(?<![\w.-])({_NUMBER})-(?=(?:{_NUMBER})(?![\w-]|\.\d))")  # "10-20", "1990-1995", a score "3-2"
+_DECADE_RE = re.compile(r"(?<![\w'])'?([1-9]0)'?s\b")  # "the '90s", "80s"
 # "555-1234", "555-123-4567", "(555) 123-4567", "+1 555.123.4567", "1-800-555-1234"
 _PHONE_RE = re.compile(r"(?<![\w.+-])(?:\+\d{1,3}[-. ]?|1-)?(?:\(\d{3}\) ?|\d{3}[-.])?\d{3}[-.]\d{4}(?![\w-]|\.\d)")
 
@@ -269,6 +277,23 @@ def _year(match: re.Match) -> str:
     return f" {words} "
 
 
+def _fraction(match: re.Match) -> str:
+    """``3/4 -> three quarters``, ``2 1/2 -> two and a half``; a numerator not below the denominator is no fraction."""
+    whole, numerator, denominator = match.group(1), int(match.group(2)), int(match.group(3))
+    if numerator >= denominator:
+        return match.group(0)
+    name = {2: "half", 4: "quarter"}.get(denominator) or ordinal_to_words(denominator)
+    if numerator > 1:
+        name = "halves" if name == "half" else name + "s"
+    part = f"{'a' if whole and numerator == 1 else number_to_words(numerator)} {name}"
+    return f" {_integer_words(whole)} and {part} " if whole else f" {part} "
+
+
+def _decade(match: re.Match) -> str:
+    """``'90s -> nineties``."""
+    return f" {number_to_words(int(match.group(1)))[:-1]}ies "
+
+
 def _phone_number(match: re.Match) -> str:
     """Digit by digit, a pause between groups: ``555-1234 -> "five five five, one two three four"``."""
     groups = ", ".join(_digits_to_words(group) for group in re.findall(r"\d+", match.group(0)))
@@ -277,12 +302,16 @@ def _phone_number(match: re.Match) -> str:
 
 def _expand_numbers(text: str) -> str:
     text = _PHONE_RE.sub(_phone_number, text)
+    text = re.sub(r"(?<=[A-Za-z])-(?=\d)|(?<=\d)-(?=[A-Za-z])", " ", text)  # "COVID-19", "F-16", "3-D"
+    text = _FRACTION_RE.sub(_fraction, text)
+    text = _RANGE_RE.sub(r"\1 to ", text)
     text = _CURRENCY_RE.sub(_currency, text)
     text = _PERCENT_RE.sub(lambda m: f" {_decimal_words(m.group(1))} percent ", text)
     text = _TIME_RE.sub(_time, text)
     text = _AM_PM_RE.sub(lambda m: f" {number_to_words(int(m.group(1)))} {m.group(2).lower()} m ", text)
     text = _ORDINAL_RE.sub(lambda m: f" {ordinal_to_words(int(m.group(1).replace(',', '')))} ", text)
     text = _YEAR_RE.sub(_year, text)
+    text = _DECADE_RE.sub(_decade, text)
     text = _NEGATIVE_RE.sub(lambda m: f" minus {_decimal_words(m.group(1))} ", text)
     text = re.sub(r"#\s?(?=\d)", " number ", text)  # "#1" -> "number one"
     text = re.sub(r"(\d)\s*°\s*([CF])\b", lambda m: f"{m.group(1)} degrees {'celsius' if m.group(2) == 'C' else 'fahrenheit'}", text)
@@ -306,6 +335,8 @@ def normalize_text(text: str) -> str:
     text = text.lower()
     text = re.sub(r"\.{2,}", ".", text)
     text = re.sub(r"[^a-z' ,.?!:;-]", " ", text)
+    text = re.sub(r"\s-+\s", ", ", text)  # a dash between words: a pause
+    text = re.sub(r"(?<![a-z])-+|-+(?![a-z])", " ", text)  # a hyphen that joins no two letters
     text = re.sub(r"\s+([,.?!:;])", r"\1", text)  # no space before punctuation
     return " ".join(text.split())
 

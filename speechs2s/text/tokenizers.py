@@ -168,6 +168,9 @@ _LETTER_RULES = {
     "s": "S", "t": "T", "u": "AH", "v": "V", "w": "W", "x": "K S", "y": "IY", "z": "Z", "'": "",
 }
 _LONGEST_RULE = max(map(len, _LETTER_RULES))
+# Words CMUdict lacks that are read letter by letter: 2-5 letters, no vowel letter and no doubled letter
+# (abbreviations such as "ntsb", "kfc", "mp"; "brr", "zzz", "pfft" are left to the rules).
+_SPELLED = re.compile(r"(?!.*(.)\1)[b-df-hj-np-tv-xz]{2,5}")
 
 
 def letters_to_phones(word: str) -> list[str]:
@@ -218,7 +221,8 @@ class PhonemeTokenizer(Tokenizer):
 
     Stress digits (0/1/2) are kept by default: they carry the lexical stress a TTS model needs for
     natural rhythm and cost only 30 extra vowel symbols. Words missing from CMUdict get a
-    possessive rule (``"x's"`` = ``x`` + ``Z``/``S``/``IH0 Z``) or :func:`letters_to_phones`.
+    possessive rule (``"x's"`` = ``x`` + ``Z``/``S``/``IH0 Z``), are spelled out when they cannot be said as a
+    word (``"ntsb"``: no vowel letter) or get :func:`letters_to_phones`.
     The default normalizer is ``"tts"`` (keeps punctuation).
     """
 
@@ -243,6 +247,8 @@ class PhonemeTokenizer(Tokenizer):
             stem = dictionary[word[:-2]].split()
             last = stem[-1].rstrip("012")
             return stem + (["IH0", "Z"] if last in ("S", "Z", "SH", "ZH", "CH", "JH") else ["S"] if last in ("P", "T", "K", "F", "TH") else ["Z"])
+        if _SPELLED.fullmatch(word):
+            return [phone for letter in word for phone in dictionary[letter].split()]
         return letters_to_phones(word)
 
     def tokenize(self, text: str) -> list[str]:
