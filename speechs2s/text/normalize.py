@@ -193,9 +193,9 @@ _ABBREVIATIONS = {
     "Sep": "september", "Sept": "september", "Oct": "october", "Nov": "november", "Dec": "december",
 }
 # Abbreviations that a name, word or number follows ("Mr. Smith", "No. 5", "Jan. 5"): their period ends no sentence.
-ABBREVIATIONS_BEFORE_A_WORD = ("Mr", "Mrs", "Ms", "Dr", "Prof", "Gen", "Gov", "Capt", "Col", "Lt", "Sgt", "Rev", "Hon",
-                               "Mt", "Ft", "St", "No", "vs", "approx", "Jan", "Feb", "Mar", "Apr", "Aug", "Sep", "Sept",
-                               "Oct", "Nov", "Dec")
+# The rest of _ABBREVIATIONS may end one ("... and Sons Ltd.").
+_MAY_END_A_SENTENCE = {"Jr", "Sr", "Co", "Corp", "Inc", "Ltd", "Bros", "Ave", "Rd", "Blvd", "etc", "dept"}
+ABBREVIATIONS_BEFORE_A_WORD = (*(k for k in _ABBREVIATIONS if k not in _MAY_END_A_SENTENCE), "St", "No")
 _ABBREVIATION_RE = re.compile(r"\b(" + "|".join(_ABBREVIATIONS) + r")\.", re.IGNORECASE)
 _LOWER_ABBREVIATIONS = {k.lower(): v for k, v in _ABBREVIATIONS.items()}
 
