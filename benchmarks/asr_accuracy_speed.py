@@ -62,7 +62,8 @@ def main():
     args = cli.parse_args()
 
     notes = []
-    systems = common.available_systems(args.systems.split(","), args.asr_model, "asr", notes)
+    systems = args.systems.split(",")
+    common.require_speechs2s_model(systems, args.asr_model, "asr")
     test_sets = common.asr_test_sets(args.quick, args.synth_test)
     if args.sets:
         test_sets = [t for t in test_sets if t.name in args.sets.split(",")]

@@ -113,25 +113,16 @@ def load_16k(entries: list[dict]) -> list[np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------------ systems
-def speechs2s_model_available(name: str, task: str) -> bool:
-    """Whether ``load_asr``/``load_tts`` would find the checkpoint ``name`` (e.g. the bundled "default")."""
+def require_speechs2s_model(systems: list[str], model: str, task: str) -> None:
+    """Exit with one ``error:`` line when a speechs2s system is asked for and checkpoint ``model`` does not resolve."""
     from speechs2s.checkpoint import resolve_checkpoint
     from speechs2s.errors import CheckpointError
 
-    try:
-        resolve_checkpoint(name, task=task)
-        return True
-    except CheckpointError:
-        return False
-
-
-def available_systems(systems: list[str], model: str, task: str, notes: list[str]) -> list[str]:
-    """``systems`` without the speechs2s ones when checkpoint ``model`` is missing (noted as pending)."""
-    if any(s.startswith("speechs2s") for s in systems) and not speechs2s_model_available(model, task):
-        notes.append(f"speechs2s {task} model {model!r} not found: its rows are pending.")
-        print(f"skipping speechs2s: no {task} checkpoint {model!r} (speechs2s/pretrained/{task}-default appears once trained)")
-        return [s for s in systems if not s.startswith("speechs2s")]
-    return systems
+    if any(s.startswith("speechs2s") for s in systems):
+        try:
+            resolve_checkpoint(model, task=task)
+        except CheckpointError as err:
+            raise SystemExit(f"error: {err}") from None
 
 
 def whisper_tiny_en(compute_type: str, threads: int):

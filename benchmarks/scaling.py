@@ -77,7 +77,8 @@ def asr_scaling(args, notes: list[str]) -> tuple[list[dict], tuple]:
     """Rows and table of the ASR curve."""
     folder = Path(tempfile.mkdtemp(prefix="asr-scaling-"))
     recordings = long_recordings(ASR_SECONDS[:3] if args.quick else ASR_SECONDS, folder)
-    systems = common.available_systems(args.asr_systems.split(","), args.asr_model, "asr", notes)
+    systems = args.asr_systems.split(",")
+    common.require_speechs2s_model(systems, args.asr_model, "asr")
     rows = []
     for threads in common.thread_counts(args):
         for system in systems:
@@ -98,7 +99,8 @@ def tts_scaling(args, notes: list[str]) -> tuple[list[dict], tuple]:
     """Rows and table of the TTS curve."""
     counts = TTS_SENTENCES[:3] if args.quick else TTS_SENTENCES
     texts = [" ".join(SENTENCES[i % len(SENTENCES)] for i in range(n)) for n in counts]
-    systems = common.available_systems(args.tts_systems.split(","), args.tts_model, "tts", notes)
+    systems = args.tts_systems.split(",")
+    common.require_speechs2s_model(systems, args.tts_model, "tts")
     rows = []
     for threads in common.thread_counts(args):
         for system in systems:

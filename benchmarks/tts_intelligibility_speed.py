@@ -198,7 +198,8 @@ def main():
     args = cli.parse_args()
 
     notes = []
-    systems = common.available_systems(args.systems.split(","), args.tts_model, "tts", notes)
+    systems = args.systems.split(",")
+    common.require_speechs2s_model(systems, args.tts_model, "tts")
     sentences = sentence_set(args.sentences, args.quick)
     rate = common.chars_per_second(args.quick)
     expected = [len(normalize_for_asr(text)) / rate for text in sentences]
