@@ -73,12 +73,11 @@ def tts_curve(threads: int, system: str, texts: list[str], tts_model: str) -> li
     return points
 
 
-def asr_scaling(args, notes: list[str]) -> tuple[list[dict], tuple]:
+def asr_scaling(args) -> tuple[list[dict], tuple]:
     """Rows and table of the ASR curve."""
     folder = Path(tempfile.mkdtemp(prefix="asr-scaling-"))
     recordings = long_recordings(ASR_SECONDS[:3] if args.quick else ASR_SECONDS, folder)
     systems = args.asr_systems.split(",")
-    common.require_speechs2s_model(systems, args.asr_model, "asr")
     rows = []
     for threads in common.thread_counts(args):
         for system in systems:
@@ -95,12 +94,11 @@ def asr_scaling(args, notes: list[str]) -> tuple[list[dict], tuple]:
         ("rtf", "RTF", ".3f"), ("wer", "WER %", ".1f"), ("peak_rss_mb", "peak RSS MB", ".0f")])
 
 
-def tts_scaling(args, notes: list[str]) -> tuple[list[dict], tuple]:
+def tts_scaling(args) -> tuple[list[dict], tuple]:
     """Rows and table of the TTS curve."""
     counts = TTS_SENTENCES[:3] if args.quick else TTS_SENTENCES
     texts = [" ".join(SENTENCES[i % len(SENTENCES)] for i in range(n)) for n in counts]
     systems = args.tts_systems.split(",")
-    common.require_speechs2s_model(systems, args.tts_model, "tts")
     rows = []
     for threads in common.thread_counts(args):
         for system in systems:
@@ -124,12 +122,14 @@ def main():
     cli.add_argument("--tts-model", default="default")
     args = cli.parse_args()
 
-    results, tables, notes = {}, [], []
-    for part, run in (("asr", asr_scaling), ("tts", tts_scaling)):
-        if args.part in (part, "both"):
-            results[part], table = run(args, notes)
-            tables.append(table)
-    common.record("scaling", args, results, tables, notes)
+    parts = [part for part in ("asr", "tts") if args.part in (part, "both")]
+    for part in parts:  # every model checked before any part runs
+        common.require_speechs2s_model(getattr(args, f"{part}_systems").split(","), getattr(args, f"{part}_model"), part)
+    results, tables = {}, []
+    for part in parts:
+        results[part], table = {"asr": asr_scaling, "tts": tts_scaling}[part](args)
+        tables.append(table)
+    common.record("scaling", args, results, tables)
 
 
 if __name__ == "__main__":
