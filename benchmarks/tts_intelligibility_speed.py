@@ -94,7 +94,7 @@ class Speech:
 class Voice:
     """A TTS system loaded with ``threads`` threads: ``speak(text) -> Speech``."""
 
-    def __init__(self, system: str, threads: int, tts_model: str, vocoder: str = "griffin-lim"):
+    def __init__(self, system: str, threads: int, tts_model: str, vocoder: str = "auto"):
         self.system = system
         if system == "speechs2s":
             import speechs2s
@@ -191,7 +191,7 @@ def main():
     cli = common.parser(__doc__)
     cli.add_argument("--systems", default="speechs2s,piper,espeak-ng")
     cli.add_argument("--tts-model", default="default", help="speechs2s checkpoint (dir or bundled name)")
-    cli.add_argument("--vocoder", default="griffin-lim", help="speechs2s vocoder: griffin-lim or a checkpoint folder")
+    cli.add_argument("--vocoder", default="auto", help="speechs2s vocoder: auto (the model's own, else griffin-lim), griffin-lim or a checkpoint folder")
     cli.add_argument("--sentences", default="choice", choices=["choice", *SENTENCE_FILES],
                      help="sentence set: choice (30) or choice-cv (60), used for choices; heldout (60, for reporting); hard")
     cli.add_argument("--keep-audio", default=None, help="folder to keep the synthesized WAVs in (default: a temp dir)")
@@ -200,6 +200,10 @@ def main():
     notes = []
     systems = args.systems.split(",")
     common.require_speechs2s_model(systems, args.tts_model, "tts")
+    if "speechs2s" in systems:
+        from speechs2s.tts import resolve_vocoder
+
+        notes.append(f"speechs2s vocoder: {resolve_vocoder(args.tts_model, args.vocoder)}")
     sentences = sentence_set(args.sentences, args.quick)
     rate = common.chars_per_second(args.quick)
     expected = [len(normalize_for_asr(text)) / rate for text in sentences]

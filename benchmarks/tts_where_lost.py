@@ -1,11 +1,12 @@
 """Where a TTS model loses intelligibility: vocoder, acoustic model, or running on its own outputs.
 
     benchmarks/.venv-peers/bin/python benchmarks/tts_where_lost.py [--tts-model default] [--count 12]
+        [--vocoder auto|griffin-lim|DIR] [--report FILE]
 
 On ``--count`` joe-lj dev sentences (spread over the split), Whisper tiny.en (the judge of
-tts_intelligibility_speed.py) transcribes three renderings, all vocoded by Griffin-Lim:
+tts_intelligibility_speed.py) transcribes three renderings, all vocoded by ``--vocoder``:
 
-- ``real mel``: the recordings' own log-mels (the vocoder's ceiling);
+- ``real mel``: the recordings' own log-mels (the vocoder's ceiling: copy synthesis);
 - ``teacher-forced``: the model's mels (after the postnet) when each decoder step is fed the real
   previous frame, as in training (what the acoustic model has learned); for FastSpeech, its mels
   on the durations that ``--teacher`` reads off the recordings (what it trained on);
@@ -13,9 +14,12 @@ tts_intelligibility_speed.py) transcribes three renderings, all vocoded by Griff
   guards (what users hear); for FastSpeech, on its own predicted durations.
 
 A large gap between the last two is exposure bias (or, for FastSpeech, the duration predictor): the
-model has learned the sounds but drifts on its own predictions. Prints WER/CER (%) per rendering and the first sentences side by side.
+model has learned the sounds but drifts on its own predictions. Prints WER/CER (%) per rendering and the first
+sentences side by side; ``--report`` also writes them, with every transcript, as JSON.
 """
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,7 +30,8 @@ from speechs2s.checkpoint import load_checkpoint
 from speechs2s.data.collate import collate_tts
 from speechs2s.data.datasets import TTSDataset
 from speechs2s.decode.tts import synthesize_sequences
-from speechs2s.models.vocoder import GriffinLim
+from speechs2s.tts import resolve_vocoder
+from speechs2s.vocoder import load_vocoder
 
 
 def main():
@@ -35,6 +40,8 @@ def main():
     cli.add_argument("--teacher", default="tts-transformer", help="FastSpeech only: attention model giving the durations")
     cli.add_argument("--count", type=int, default=12, help="joe-lj dev sentences")
     cli.add_argument("--seed", type=int, default=0, help="seed of the prenet dropout in free-running synthesis")
+    cli.add_argument("--vocoder", default="auto", help="auto (the model's own, else griffin-lim), griffin-lim or a vocoder checkpoint folder")
+    cli.add_argument("--report", type=Path, default=None, help="write the scores and transcripts here (JSON)")
     args = cli.parse_args()
     torch.set_num_threads(1)
 
@@ -43,7 +50,8 @@ def main():
     entries = [entries[i * len(entries) // args.count] for i in range(args.count)]
     batch = collate_tts([TTSDataset(entries, tokenizer)[i] for i in range(len(entries))])
     texts = [entry["text"] for entry in entries]
-    judge, vocoder = common.whisper_tiny_en("float32", 1), GriffinLim()
+    args.vocoder = str(resolve_vocoder(args.tts_model, args.vocoder))
+    judge, vocoder = common.whisper_tiny_en("float32", 1), load_vocoder(args.vocoder, device="cpu")
 
     def transcribe(mels):
         return [judge(AF.resample(vocoder.generate(mel), vocoder.sample_rate, 16000).numpy().astype(np.float32))
@@ -63,9 +71,14 @@ def main():
                       "teacher-forced": [m[:n] for m, n in zip(teacher_forced, lengths)],
                       "free-running": free}
         heard = {name: transcribe(mels) for name, mels in renderings.items()}
-    for name, hyps in heard.items():
-        scores = common.score(texts, hyps)
-        print(f"{name:15s} WER {scores['wer']:5.1f}%  CER {scores['cer']:5.1f}%")
+    scores = {name: common.score(texts, hyps) for name, hyps in heard.items()}
+    for name, score in scores.items():
+        print(f"{name:15s} WER {score['wer']:5.1f}%  CER {score['cer']:5.1f}%")
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps({"command": common.command_line(), "tts_model": args.tts_model,
+                                           "vocoder": args.vocoder, "judge": "Whisper tiny.en float32",
+                                           "references": texts, "scores": scores, "transcripts": heard}, indent=2) + "\n")
     for i, text in enumerate(texts[:3]):
         print(f"\nREF  {text}" + "".join(f"\n{name[:4].upper():4s} {hyps[i]}" for name, hyps in heard.items()))
 

@@ -481,8 +481,9 @@ def durations(manifest, out, model_name, feature_cache, device, threads):
               help="Audio file to write: .wav, .flac (16-bit), .ogg (Vorbis) or .mp3; - for WAV on stdout.")
 @click.option("--model", "model_name", default="default", show_default=True,
               help="TTS checkpoint folder, training output folder or bundled model name.")
-@click.option("--vocoder", default="griffin-lim", show_default=True,
-              help="griffin-lim or a vocoder checkpoint (HiFi-GAN or Vocos folder).")
+@click.option("--vocoder", default="auto", show_default=True,
+              help="auto (the model's own vocoder if it has one, else griffin-lim), griffin-lim, "
+                   "or a vocoder checkpoint (HiFi-GAN or Vocos folder).")
 @click.option("--plot-alignment", type=click.Path(dir_okay=False, path_type=str),
               help="Save the attention alignment (first sentences) as a PNG.")
 @click.option("--speed", type=click.FloatRange(0.25, 4.0), default=1.0, show_default=True,

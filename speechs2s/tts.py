@@ -22,6 +22,8 @@ from speechs2s.audio import FeatureConfig, audio_writer
 from speechs2s.decode.tts import SynthesisConfig, split_sentences, synthesize_sequences
 from speechs2s.errors import ConfigError, TextError
 
+OWN_VOCODER_DIR = "vocoder"  # a checkpoint folder's own vocoder (load_tts(vocoder="auto"))
+
 
 @dataclass
 class Utterance:
@@ -138,9 +140,10 @@ class TTS:
 
 
 def load_tts(name_or_path: str | Path = "default", device: str | torch.device | None = None,
-             vocoder: str | Path = "griffin-lim") -> TTS:
-    """Load a TTS checkpoint (directory, training ``out_dir`` or bundled name) and a vocoder
-    (``"griffin-lim"`` or a HiFi-GAN checkpoint directory) on ``device`` (default: CUDA if available)."""
+             vocoder: str | Path = "auto") -> TTS:
+    """Load a TTS checkpoint (directory, training ``out_dir`` or bundled name) and a vocoder on ``device``
+    (default: CUDA if available). ``vocoder``: ``"auto"``, the model's own (the ``vocoder/`` folder of its
+    checkpoint) if it has one, else Griffin-Lim; ``"griffin-lim"``; or a HiFi-GAN or Vocos checkpoint."""
     from speechs2s.checkpoint import load_checkpoint
     from speechs2s.utils import select_device
     from speechs2s.vocoder import load_vocoder
@@ -148,4 +151,15 @@ def load_tts(name_or_path: str | Path = "default", device: str | torch.device | 
     device = select_device(device)
     model, tokenizer, config = load_checkpoint(name_or_path, device, task="tts")
     features = FeatureConfig.from_dict(config["features"])
-    return TTS(model, tokenizer, features, load_vocoder(vocoder, device, features))
+    return TTS(model, tokenizer, features, load_vocoder(resolve_vocoder(name_or_path, vocoder), device, features))
+
+
+def resolve_vocoder(name_or_path: str | Path, vocoder: str | Path = "auto") -> str | Path:
+    """The vocoder that ``vocoder`` names for the TTS checkpoint ``name_or_path``: ``"auto"`` becomes the
+    checkpoint's own ``vocoder/`` folder if it has one, else ``"griffin-lim"``; anything else is itself."""
+    from speechs2s.checkpoint import resolve_checkpoint
+
+    if str(vocoder) != "auto":
+        return vocoder
+    own = resolve_checkpoint(name_or_path, task="tts") / OWN_VOCODER_DIR
+    return own if own.is_dir() else "griffin-lim"

@@ -3,6 +3,7 @@ before the last token, length bounded by the text), sentence splitting, the TTS 
 import dataclasses
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,6 +134,32 @@ def test_load_tts_from_checkpoint(checkpoint):
     tts = load_tts(checkpoint, device="cpu")
     wav, sample_rate = tts.synthesize("Hello there.")
     assert sample_rate == 22050 and len(wav) > 0
+
+
+def test_a_checkpoint_brings_its_own_vocoder(checkpoint, tmp_path):
+    """``vocoder="auto"`` (the default of load_tts and ``speak``) takes the checkpoint's ``vocoder/`` folder when it
+    has one and Griffin-Lim otherwise; an explicit choice wins."""
+    import shutil
+
+    from speechs2s.checkpoint import save_checkpoint
+    from speechs2s.cli import main
+    from speechs2s.models.vocoder import VOCOS_PRESETS, Vocos, VocosConfig
+    from speechs2s.tts import OWN_VOCODER_DIR
+
+    assert isinstance(load_tts(checkpoint, device="cpu").vocoder, GriffinLim)
+    with_vocoder = Path(shutil.copytree(checkpoint, tmp_path / "tts"))
+    torch.manual_seed(0)
+    config = {"task": "vocoder", "model": {"name": "vocos", **VOCOS_PRESETS["tiny"]}, "features": TTS_FEATURES.to_dict()}
+    save_checkpoint(with_vocoder / OWN_VOCODER_DIR, Vocos(VocosConfig(**VOCOS_PRESETS["tiny"])), config)
+    assert isinstance(load_tts(with_vocoder, device="cpu").vocoder, Vocos)
+    assert isinstance(load_tts(with_vocoder, device="cpu", vocoder="griffin-lim").vocoder, GriffinLim)
+
+    out = tmp_path / "own.wav"
+    runner = CliRunner()
+    for vocoder in [[], ["--vocoder", "griffin-lim"]]:
+        result = runner.invoke(main, ["speak", "Hello there.", "-o", str(out), "--model", str(with_vocoder),
+                                      "--device", "cpu", *vocoder])
+        assert result.exit_code == 0 and sf.info(str(out)).frames > 0, result.output
 
 
 def test_cli_speak(checkpoint, tmp_path):
