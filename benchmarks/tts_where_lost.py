@@ -28,7 +28,7 @@ import torchaudio.functional as AF
 import common
 from speechs2s.checkpoint import load_checkpoint
 from speechs2s.data.collate import collate_tts
-from speechs2s.data.datasets import TTSDataset
+from speechs2s.data.datasets import TTSDataset, VarianceTTSDataset
 from speechs2s.decode.tts import synthesize_sequences
 from speechs2s.tts import resolve_vocoder
 from speechs2s.vocoder import load_vocoder
@@ -60,7 +60,12 @@ def main():
     with torch.no_grad():
         lengths = batch["mel_lengths"].tolist()
         if hasattr(model, "generate"):  # FastSpeech
-            batch["durations"] = load_checkpoint(args.teacher, task="tts")[0].token_durations(batch)
+            durations = load_checkpoint(args.teacher, task="tts")[0].token_durations(batch)
+            if getattr(model, "has_pitch", False):  # FastSpeech 2 also takes the recordings' pitch and energy per token
+                entries = [dict(entry, durations=d[:n].tolist()) for entry, d, n in zip(entries, durations, batch["token_lengths"])]
+                batch = collate_tts([VarianceTTSDataset(entries, tokenizer)[i] for i in range(len(entries))])
+            else:
+                batch["durations"] = durations
             teacher_forced = model.denormalize(model._predict_with_durations(batch)[1])
         else:
             _, _, (before, _, _) = model._teacher_forced(batch)

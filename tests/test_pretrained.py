@@ -49,6 +49,15 @@ def test_bundled_tts_speaks_with_bounded_length(name):
     assert np.isfinite(wav).all() and np.abs(wav).max() > 0.01
 
 
+def test_default_tts_speaks_through_its_own_vocoder():
+    """tts-default carries its Vocos (``vocoder/``), used unless another vocoder is asked for."""
+    from speechs2s.models.vocoder import GriffinLim, Vocos
+
+    assert isinstance(speechs2s.load_tts("default", device="cpu").vocoder, Vocos)
+    assert isinstance(speechs2s.load_tts("default", device="cpu", vocoder="griffin-lim").vocoder, GriffinLim)
+    assert isinstance(speechs2s.load_tts("tts-transformer", device="cpu").vocoder, GriffinLim)
+
+
 @pytest.mark.parametrize("name", ["default", "tts-transformer"])
 def test_speak_speed_and_sample_rate(name, tmp_path):
     """--speed changes the duration by its factor (FastSpeech: durations; attention model: mels resampled);
