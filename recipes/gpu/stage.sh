@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-shot GPU training of a bundled model, for a lent GPU machine that has PyTorch but no network
-# and takes at most 64 MiB of files (the checkout is ~41 MiB of them, the bundled models 40 MB):
+# and takes at most 64 MiB of files (the checkout is ~44 MiB of them, the bundled models 39 MiB):
 #
 #   here (CPU, once):  recipes/gpu/stage.sh prepare asr|vocoder     # data/gpu_pack_<what> + .whl (wheels the image lacks)
 #   on the GPU:        recipes/gpu/stage.sh run asr|vocoder|both OUT  # carry data/gpu_pack_<what> and .whl
@@ -10,8 +10,9 @@
 #          synthetic corpus of recipes/synth: ~4,000 of its utterances, the data that helps unseen voices), scores
 #          40 joe-lj dev sentences before and after; OUT gets the averaged fp16 weights. Both packs travel only if the
 #          checkout leaves out the bundled models it does not use (an ASR run: move tts-default and tts-transformer out).
-# vocoder: trains the Vocos of configs/vocoder_vocos_tiny.yaml (--set overrides below) on ~10 MiB of 22.05 kHz
-#          joe-lj train audio; validation (mel L1) on 40 joe-lj dev sentences; OUT gets its best checkpoint.
+# vocoder: continues tts-default's Vocos (configs/vocoder_vocos_tiny.yaml, trainer.init_from=its vocoder/; --set
+#          overrides below) on ~10 MiB of 22.05 kHz joe-lj train audio; validation (mel L1) on 40 joe-lj dev
+#          sentences; OUT gets its best checkpoint.
 # both:    the two at once on one GPU (WORKERS data loaders each), OUT/asr.tar and OUT/vocoder.tar.
 # All: bf16, a fixed time budget (MINUTES, default 7: the call's limit is 10 min with start-up and scoring),
 # OUT/report.json + the training log. Land new weights only when this machine's full dev sets say so.
@@ -71,6 +72,7 @@ run() {
     cp "$exp"/avg/{model.safetensors,config.json,tokenizer.json} "$out/"
   else
     "${speechs2s[@]}" train configs/vocoder_vocos_tiny.yaml "${budget[@]}" --set data.max_frames=4096 \
+      --set trainer.init_from=speechs2s/pretrained/tts-default/vocoder \
       --set "data.num_workers=$workers" --set trainer.valid_every=1000 --set trainer.ckpt_every=1000 > "$out/train.log" 2>&1 \
       || { tail -20 "$out/train.log"; exit 1; }
     cp "$exp"/best/{model.safetensors,config.json,metrics.json} "$out/"
