@@ -214,7 +214,7 @@ def test_tacotron_guided_attention_alone_becomes_diagonal(short_batch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("make, steps", [(tiny_transformer, 400), (tiny_tacotron, 200)])
+@pytest.mark.parametrize("make, steps", [(tiny_transformer, 500), (tiny_tacotron, 200)])
 def test_trained_model_free_runs_to_the_right_length(short_batch, make, steps):
     """After fitting the four sentences, free-running synthesis (stop token, monotonic window)
     stops within 15% of the real durations, with a diagonal alignment."""
