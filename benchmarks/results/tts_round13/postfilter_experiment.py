@@ -6,6 +6,8 @@
 ``scale``: each sentence's log-mel deviations from its per-bin mean times ALPHA; ``sharpen``: Griffin-Lim's ``sharpen``
 (magnitudes to the power ALPHA at constant frame energy). Griffin-Lim, 0.25 s after each sentence, Whisper
 tiny.en judge as in tts_intelligibility_speed.py. Prints WER/CER per value.
+The figures in report.json were measured on the round-11 tts-default (the bundle at the time; `default` now
+names round 13's weights, so pass round 11's checkpoint folder to reproduce them).
 """
 import sys
 from pathlib import Path
