@@ -414,6 +414,35 @@ def test_joe_lj_sentence_choice_is_fixed():
         joe_lj.select([line for line in lines if not line.startswith("LJ002")])
 
 
+def test_joe_lj_everyday_sentences_leave_out_evaluation_text(tmp_path):
+    """The everyday split: fixed by the seed, in line order, never a TTS evaluation sentence, no digits."""
+    held_out = [line for line in (REPO / "benchmarks" / "tts_heldout_sentences.txt").read_text().splitlines()
+                if not line.startswith("#")]
+    sentences = [f"Everyday sentence number {word} is here." for word in ("one", "two", "three", "four", "five")]
+    sentences += [held_out[0], held_out[1].upper(), "It costs 5 dollars today.", "Too short.", '"Quoted," she said.']
+    excluded = {joe_lj.comparable(line) for line in held_out}
+    chosen = joe_lj.select_everyday(sentences, 4, excluded)
+    assert chosen == joe_lj.select_everyday(list(sentences), 4, excluded)
+    assert [line.split("|")[0] for line in chosen] == sorted(line.split("|")[0] for line in chosen)
+    assert {line.split("|")[1] for line in chosen} < set(sentences[:5])
+    assert chosen[0].split("|")[1] == chosen[0].split("|")[2]
+    with pytest.raises(SystemExit, match="5 everyday sentences can be used, 6 asked for"):
+        joe_lj.select_everyday(sentences, 6, excluded)
+    source = tmp_path / "sentences.txt"
+    source.write_text("\n".join(sentences) + "\n")
+    joe_lj.main(["everyday", str(source), str(tmp_path / "joe-lj"), "--num", "5"])
+    written = (tmp_path / "joe-lj" / "everyday" / "metadata.csv").read_text().splitlines()
+    assert [line.split("|")[0] for line in written] == [f"CV-{n:06d}" for n in range(1, 6)]
+
+
+def test_joe_tts_everyday_option_is_checked(tmp_path):
+    script = REPO / "recipes" / "joe" / "tts" / "run.sh"
+    no_text = run_recipe(script, "--data", str(tmp_path), "--stop-stage", "0", "--everyday", "5")
+    assert no_text.returncode == 1 and "--everyday 5 needs --everyday-text FILE" in no_text.stderr
+    not_a_number = run_recipe(script, "--data", str(tmp_path), "--everyday", "many")
+    assert not_a_number.returncode == 1 and "--everyday takes a number of sentences, got 'many'" in not_a_number.stderr
+
+
 def test_joe_lj_choice_is_the_shared_corpus(corpora):
     """LJSpeech's metadata (here: its LJ004-LJ050 text and the LJ002 lines of joe-lj dev) gives joe-lj exactly."""
     if not (corpora / "lj-text" / "metadata.csv").is_file():

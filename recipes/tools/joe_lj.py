@@ -2,6 +2,7 @@
 
     python recipes/tools/joe_lj.py select LJSpeech-1.1.tar.bz2 $SPEECHS2S_DATA/joe-lj   # or .../metadata.csv
     python recipes/tools/joe_lj.py synthesize $SPEECHS2S_DATA/joe-lj --jobs 2
+    python recipes/tools/joe_lj.py everyday cv-text/sentences.txt $SPEECHS2S_DATA/joe-lj --num 3000   # optional
 
 ``select`` writes ``train/metadata.csv``: 3,000 sentences of chapters LJ004-LJ050 (the first of a
 shuffle seeded with 0, then in id order), and ``dev/metadata.csv``: the first 150 sentences of LJ002.
@@ -9,19 +10,27 @@ LJ001 and LJ003 are never used, so they stay unseen for evaluation. The same LJS
 the same sentences on every machine. ``synthesize`` writes ``<split>/wavs/<id>.ogg`` (22.05 kHz OGG
 Vorbis, the normalised text spoken) for every sentence that has none yet: stop it and run it again.
 Piper's output is not bit-exact from run to run; the sentences are.
+
+``everyday`` adds a third split, ``everyday/metadata.csv``: ``--num`` everyday sentences (Common Voice's
+CC0 ``cv-text``; ids ``CV-<line number>``) for TTS training text closer to what users type than
+LJSpeech's 19th-century prose. It leaves out every sentence of the TTS evaluation sets
+(``benchmarks/tts_*_sentences.txt``), and sentences with digits (Piper and our front end may read them
+differently), quotation marks or fewer than 3 or more than 25 words. ``synthesize`` then reads it too.
 """
 import argparse
 import multiprocessing
 import os
 import random
 import sys
+import re
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-SPLITS = ("train", "dev")
+SPLITS = ("train", "dev", "everyday")  # everyday is optional
+EVALUATION_SENTENCES = sorted((Path(__file__).resolve().parents[2] / "benchmarks").glob("tts_*_sentences.txt"))
 TRAIN_CHAPTERS = ("LJ004", "LJ050")  # inclusive
 DEV_CHAPTER = "LJ002"
 
@@ -52,6 +61,38 @@ def select(lines: list[str], num_train: int = 3000, num_dev: int = 150, seed: in
         sys.exit(f"error: LJSpeech metadata has {len(pool)} sentences of {first}-{last} and {len(dev)} of "
                  f"{DEV_CHAPTER}: {num_train} and {num_dev} needed (is it the full metadata.csv?)")
     return {"train": train, "dev": dev}
+
+
+def comparable(sentence: str) -> str:
+    """``sentence`` lower-cased with punctuation and spacing dropped, to match sentences across files."""
+    return re.sub(r"[^a-z0-9]+", "", sentence.lower())
+
+
+def select_everyday(sentences: list[str], num: int, excluded: set[str], seed: int = 0) -> list[str]:
+    """``num`` metadata lines ``CV-<line number>|text|text`` of ``sentences`` (line 1 first), a seeded
+    shuffle of those allowed (see the module docstring), in line order."""
+    allowed = [(n, s.strip()) for n, s in enumerate(sentences, 1)
+               if 3 <= len(s.split()) <= 25 and not re.search(r"[0-9\"‘’“”|]", s)
+               and comparable(s) not in excluded]
+    random.Random(seed).shuffle(allowed)
+    if len(allowed) < num:
+        sys.exit(f"error: {len(allowed)} everyday sentences can be used, {num} asked for")
+    return [f"CV-{n:06d}|{s}|{s}" for n, s in sorted(allowed[:num])]
+
+
+def write_everyday(sentences_file: Path, out: Path, num: int, seed: int) -> None:
+    try:
+        sentences = sentences_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        sys.exit(f"error: {sentences_file}: {error}")
+    excluded = {comparable(line) for path in EVALUATION_SENTENCES
+                for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")}
+    lines = select_everyday(sentences, num, excluded, seed)
+    (out / "everyday").mkdir(parents=True, exist_ok=True)
+    partial = out / "everyday" / "metadata.csv.part"
+    partial.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    os.replace(partial, out / "everyday" / "metadata.csv")
+    print(f"{out / 'everyday' / 'metadata.csv'}: {len(lines)} sentences")
 
 
 def spoken_text(line: str) -> str:
@@ -106,6 +147,8 @@ def synthesize(corpus: Path, jobs: int) -> None:
 
     work = []
     for split in SPLITS:
+        if split == "everyday" and not (corpus / split / "metadata.csv").exists():
+            continue
         (corpus / split / "wavs").mkdir(parents=True, exist_ok=True)
         for line in (corpus / split / "metadata.csv").read_text(encoding="utf-8").splitlines():
             path = corpus / split / "wavs" / f"{line.split('|', 1)[0]}.ogg"
@@ -132,9 +175,16 @@ def main(argv: list[str] | None = None) -> None:
     read = commands.add_parser("synthesize", help="write the missing {train,dev}/wavs/<id>.ogg with Piper's joe voice")
     read.add_argument("corpus", type=Path)
     read.add_argument("--jobs", type=int, default=2, help="worker processes, each with its own copy of the voice")
+    everyday = commands.add_parser("everyday", help="write everyday/metadata.csv from a sentence file (cv-text)")
+    everyday.add_argument("sentences", type=Path, help="one sentence per line (cv-text/sentences.txt)")
+    everyday.add_argument("out", type=Path)
+    everyday.add_argument("--num", type=int, default=3000)
+    everyday.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command == "select":
         write_selection(args.ljspeech_metadata, args.out, args.num_train, args.num_dev, args.seed)
+    elif args.command == "everyday":
+        write_everyday(args.sentences, args.out, args.num, args.seed)
     else:
         synthesize(args.corpus, args.jobs)
 

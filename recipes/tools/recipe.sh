@@ -109,9 +109,11 @@ install_piper() {
 }
 
 joe_lj_complete() {
-  # joe_lj_complete: true when every sentence of $data/joe-lj/{train,dev}/metadata.csv has its audio.
+  # joe_lj_complete: true when every sentence of $data/joe-lj/{train,dev,everyday}/metadata.csv has its audio
+  # (everyday: when there is one).
   local split id
-  for split in train dev; do
+  for split in train dev everyday; do
+    [ "$split" != everyday ] || [ -e "$data/joe-lj/$split/metadata.csv" ] || continue
     while IFS='|' read -r id _; do
       [ -e "$data/joe-lj/$split/wavs/$id.ogg" ] || return 1
     done < "$data/joe-lj/$split/metadata.csv"
