@@ -3,8 +3,9 @@
     benchmarks/.venv-peers/bin/python benchmarks/tts_intelligibility_speed.py [--quick] [--threads 1,2] [--sentences heldout]
 
 Sentence sets (``--sentences``): ``choice`` (default), the 30 SENTENCES written for this benchmark (in no
-training corpus; American spelling, as the judge writes it), and ``choice-cv``, 60 everyday Common Voice sentences
-(``tts_choice_sentences.txt``): the sets on which checkpoints and settings are chosen; ``heldout``, 60 everyday Common Voice sentences (``tts_heldout_sentences.txt``) never used for any
+training corpus; American spelling, as the judge writes it), ``choice-cv``, 58 everyday Common Voice sentences
+(``tts_choice_sentences.txt``), and ``choice-cv2``, 56 more (``tts_choice2_sentences.txt``): the sets on which
+checkpoints and settings are chosen; ``heldout``, 60 everyday Common Voice sentences (``tts_heldout_sentences.txt``) never used for any
 choice and kept out of all training text: the set to report; ``hard``, repeated words, interjections, numbers,
 abbreviations and names (``tts_hard_sentences.txt``), for diagnosis.
 
@@ -63,7 +64,7 @@ SENTENCES = [
     "The 3rd chapter explains how glaciers carve deep valleys over thousands of years.",
     "We should leave early tomorrow if we want to catch the sunrise from the summit.",
 ]
-SENTENCE_FILES = {"choice-cv": "tts_choice_sentences.txt", "heldout": "tts_heldout_sentences.txt", "hard": "tts_hard_sentences.txt"}
+SENTENCE_FILES = {"choice-cv": "tts_choice_sentences.txt", "choice-cv2": "tts_choice2_sentences.txt", "heldout": "tts_heldout_sentences.txt", "hard": "tts_hard_sentences.txt"}
 
 
 def sentence_set(name: str, quick: bool) -> list[str]:
@@ -193,7 +194,7 @@ def main():
     cli.add_argument("--tts-model", default="default", help="speechs2s checkpoint (dir or bundled name)")
     cli.add_argument("--vocoder", default="auto", help="speechs2s vocoder: auto (the model's own, else griffin-lim), griffin-lim or a checkpoint folder")
     cli.add_argument("--sentences", default="choice", choices=["choice", *SENTENCE_FILES],
-                     help="sentence set: choice (30) or choice-cv (60), used for choices; heldout (60, for reporting); hard")
+                     help="sentence set: choice (30), choice-cv (58) or choice-cv2 (56), used for choices; heldout (60, for reporting); hard")
     cli.add_argument("--keep-audio", default=None, help="folder to keep the synthesized WAVs in (default: a temp dir)")
     args = cli.parse_args()
 
