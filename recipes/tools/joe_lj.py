@@ -21,8 +21,8 @@ import argparse
 import multiprocessing
 import os
 import random
-import sys
 import re
+import sys
 import tarfile
 from pathlib import Path
 
@@ -87,12 +87,7 @@ def write_everyday(sentences_file: Path, out: Path, num: int, seed: int) -> None
         sys.exit(f"error: {sentences_file}: {error}")
     excluded = {comparable(line) for path in EVALUATION_SENTENCES
                 for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")}
-    lines = select_everyday(sentences, num, excluded, seed)
-    (out / "everyday").mkdir(parents=True, exist_ok=True)
-    partial = out / "everyday" / "metadata.csv.part"
-    partial.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(partial, out / "everyday" / "metadata.csv")
-    print(f"{out / 'everyday' / 'metadata.csv'}: {len(lines)} sentences")
+    write_metadata(out / "everyday", select_everyday(sentences, num, excluded, seed))
 
 
 def spoken_text(line: str) -> str:
@@ -117,13 +112,18 @@ def speak(voice, text: str, length_scale: float = 1.0) -> np.ndarray:
     return np.concatenate([chunk.audio_float_array for chunk in chunks]).astype(np.float32)
 
 
+def write_metadata(split_dir: Path, lines: list[str]) -> None:
+    """``split_dir/metadata.csv`` holding ``lines``, written atomically (the folder is created)."""
+    split_dir.mkdir(parents=True, exist_ok=True)
+    partial = split_dir / "metadata.csv.part"
+    partial.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    os.replace(partial, split_dir / "metadata.csv")
+    print(f"{split_dir / 'metadata.csv'}: {len(lines)} sentences")
+
+
 def write_selection(source: Path, out: Path, num_train: int, num_dev: int, seed: int) -> None:
     for split, lines in select(read_ljspeech_metadata(source), num_train, num_dev, seed).items():
-        (out / split).mkdir(parents=True, exist_ok=True)
-        partial = out / split / "metadata.csv.part"
-        partial.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        os.replace(partial, out / split / "metadata.csv")
-        print(f"{out / split / 'metadata.csv'}: {len(lines)} sentences")
+        write_metadata(out / split, lines)
 
 
 _voice = None
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     choose.add_argument("--num-train", type=int, default=3000)
     choose.add_argument("--num-dev", type=int, default=150)
     choose.add_argument("--seed", type=int, default=0)
-    read = commands.add_parser("synthesize", help="write the missing {train,dev}/wavs/<id>.ogg with Piper's joe voice")
+    read = commands.add_parser("synthesize", help="write the missing {train,dev,everyday}/wavs/<id>.ogg with Piper's joe voice")
     read.add_argument("corpus", type=Path)
     read.add_argument("--jobs", type=int, default=2, help="worker processes, each with its own copy of the voice")
     everyday = commands.add_parser("everyday", help="write everyday/metadata.csv from a sentence file (cv-text)")
