@@ -1,5 +1,6 @@
 """FastSpeech 2: the YIN pitch tracker, per-token pitch and energy from real speech (cached), training,
-starting from the bundled FastSpeech, ``pitch_shift`` / ``speak --pitch``, and the adversarial mel loss."""
+starting from the bundled FastSpeech, ``pitch_shift`` / ``speak --pitch``, the adversarial mel loss and the flow
+sharpener."""
 import math
 from pathlib import Path
 
@@ -155,6 +156,18 @@ def test_train_then_speak_with_pitch(variance_entries, tmp_path):
             assert result.output.startswith("error: pitch +4 semitones") and "fastspeech2" in result.output
 
 
+def tiny_model_and_batch(variance_entries, **options):
+    """A tiny FastSpeech 2 with ``options`` (seed 0, feature stats from the batch), the four sentences' batch and
+    the tokenizer."""
+    entries, tokenizer = variance_entries
+    batch = collate_tts([item for item in VarianceTTSDataset(entries, tokenizer)])
+    torch.manual_seed(0)
+    model = tiny_fastspeech2(tokenizer.vocab_size, **options)
+    mels = torch.cat([batch["mels"][i, :n] for i, n in enumerate(batch["mel_lengths"])])
+    model.set_feature_stats(mels.mean(0), mels.std(0))
+    return model, batch, tokenizer
+
+
 def test_adversarial_loss_gives_each_network_only_its_own_gradients(variance_entries):
     """One backward of ``loss``: the discriminator's gradient is that of ``loss_d`` alone, the generator's
     gets nothing from ``loss_d``; validation leaves the GAN losses out; off (the default) there is no
@@ -162,12 +175,7 @@ def test_adversarial_loss_gives_each_network_only_its_own_gradients(variance_ent
     from speechs2s.checkpoint import read_config, read_weights, resolve_checkpoint
     from speechs2s.models import build_model
 
-    entries, tokenizer = variance_entries
-    batch = collate_tts([item for item in VarianceTTSDataset(entries, tokenizer)])
-    torch.manual_seed(0)
-    model = tiny_fastspeech2(tokenizer.vocab_size, adversarial_weight=0.1, discriminator_frames=32)
-    mels = torch.cat([batch["mels"][i, :n] for i, n in enumerate(batch["mel_lengths"])])
-    model.set_feature_stats(mels.mean(0), mels.std(0))
+    model, batch, _ = tiny_model_and_batch(variance_entries, adversarial_weight=0.1, discriminator_frames=32)
     groups = model.parameter_groups()
     generator, discriminator = groups["generator"], groups["discriminator"]
     assert len(generator) + len(discriminator) == len(list(model.parameters()))
@@ -195,10 +203,14 @@ def test_adversarial_loss_gives_each_network_only_its_own_gradients(variance_ent
     assert plain.state_dict().keys() == read_weights(resolve_checkpoint("tts-default")).keys()
 
 
-def test_adversarial_fine_tuning_from_tts_default_then_a_bundle_without_the_discriminator(variance_entries, tmp_path):
-    """``speechs2s train configs/tts_fastspeech2_adversarial.yaml`` from the bundled (plain) FastSpeech 2: the
-    discriminator is the one new part and has its own optimizer; the result synthesises, and
-    ``speechs2s average --inference`` makes a checkpoint without it that synthesises the same."""
+@pytest.mark.parametrize("config, new_part, kept", [("tts_fastspeech2_adversarial.yaml", "discriminator", False),
+                                                    ("tts_fastspeech2_flow.yaml", "flow", True)])
+def test_fine_tuning_tts_default_with_a_new_part_then_a_bundle_for_synthesis(variance_entries, tmp_path, config,
+                                                                             new_part, kept):
+    """``speechs2s train configs/tts_fastspeech2_{adversarial,flow}.yaml`` from the bundled (plain) FastSpeech 2:
+    the discriminator or the flow is the one new part and has its own optimizer; the result synthesises, and
+    ``speechs2s average --inference`` makes a checkpoint that synthesises the same, without the discriminator
+    (used in training only) and with the flow (used in synthesis)."""
     from click.testing import CliRunner
 
     from speechs2s.checkpoint import load_train_state, read_config, read_weights
@@ -211,21 +223,73 @@ def test_adversarial_fine_tuning_from_tts_default_then_a_bundle_without_the_disc
                  "trainer.out_dir": tmp_path / "exp", "trainer.device": "cpu", "trainer.max_steps": 2,
                  "trainer.valid_every": 2, "trainer.ckpt_every": 2, "trainer.log_every": 1}
     runner = CliRunner()
-    result = runner.invoke(main, ["train", str(REPO / "configs" / "tts_fastspeech2_adversarial.yaml"),
+    result = runner.invoke(main, ["train", str(REPO / "configs" / config),
                                   *[arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")]])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    assert "; new: discriminator\n" in result.stderr and "start fresh" not in result.stderr
-    assert "loss_d" in result.stderr and "feature_matching" in result.stderr
+    assert f"; new: {new_part}\n" in result.stderr and "start fresh" not in result.stderr
+    parts = ("loss_d", "feature_matching") if new_part == "discriminator" else ("flow",)
+    assert all(f" {part} " in result.stderr for part in parts)
     state = load_train_state(tmp_path / "exp" / "checkpoints" / "step-000002")
-    assert set(state["optimizer"]) == {"generator", "discriminator"}
+    assert set(state["optimizer"]) == {"generator", new_part}
 
     final = tmp_path / "exp" / "final"
-    assert any(key.startswith("discriminator.") for key in read_weights(final))
+    assert any(key.startswith(f"{new_part}.") for key in read_weights(final))
     result = runner.invoke(main, ["average", "--inference", str(tmp_path / "bundle"), str(final)])
     assert result.exit_code == 0, result.output
     weights = read_weights(tmp_path / "bundle")
-    assert not any(key.startswith("discriminator.") for key in weights)
-    assert len(weights) == len(read_weights(final)) - len(list(load_tts(final, "cpu").model.discriminator.state_dict()))
+    assert any(key.startswith(f"{new_part}.") for key in weights) == kept
+    part_size = len(getattr(load_tts(final, "cpu").model, new_part).state_dict())
+    assert len(weights) == len(read_weights(final)) - (0 if kept else part_size)
     assert read_config(tmp_path / "bundle")["model"]["adversarial_weight"] == 0.0
     trained, bundled = (load_tts(path, "cpu").synthesize("Hello there.")[0] for path in (final, tmp_path / "bundle"))
     assert len(trained) > 0 and (trained == bundled).all()
+
+
+def test_mel_flow_learns_a_two_peaked_residual_that_a_regression_would_average_away():
+    """Real mels that are ``mu`` plus or minus 1 (a coin per value): the L1/L2 optimum is ``mu`` itself, the
+    over-smoothing the flow is for. After training, the flow's samples sit near ``mu +- 1``; its untrained start
+    (``mu`` plus noise) does not; with temperature 0 and no training it returns ``mu``."""
+    from speechs2s.models.mel_flow import MelFlow
+
+    torch.manual_seed(0)
+    flow, mu, lengths = MelFlow(8, channels=32, layers=2), torch.randn(16, 20, 8), torch.full((16,), 20)
+
+    def near_the_peaks(sample):
+        return float((((sample - mu).abs() - 1).abs() < 0.3).float().mean())
+
+    assert torch.equal(flow.sample(mu, lengths, 4, 0.0), mu)
+    assert near_the_peaks(flow.sample(mu, lengths, 8, 1.0, torch.Generator().manual_seed(1))) < 0.35
+    optimizer = torch.optim.Adam(flow.parameters(), 1e-2)
+    for _ in range(400):
+        loss = flow.loss(mu + torch.where(torch.rand(mu.shape) < 0.5, -1.0, 1.0), mu, lengths)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert near_the_peaks(flow.sample(mu, lengths, 8, 1.0, torch.Generator().manual_seed(1))) > 0.7
+    lengths[0] = 5  # padding: zero velocity and zero output
+    assert (flow.sample(mu, lengths, 4, 1.0)[0, 5:] == 0).all()
+
+
+def test_flow_sharpener_trains_on_detached_postnet_output_and_synthesises_the_same_twice(variance_entries):
+    """With ``flow_channels`` the loss gains ``flow``, whose gradient reaches the flow alone (its own parameter
+    group); synthesis redraws the postnet output with seeded noise (the same text gives the same mels, and
+    ``flow_steps`` 0 gives the postnet output itself)."""
+    model, batch, tokenizer = tiny_model_and_batch(variance_entries, flow_channels=16, flow_layers=2)
+    groups = model.parameter_groups()
+    assert set(groups) == {"generator", "flow"}
+    assert {id(p) for p in groups["flow"]} == {id(p) for p in model.flow.parameters()}
+    out = model(batch)
+    assert set(out) == {"loss", "mel", "duration", "pitch", "energy", "flow"} and out["flow"] > 0
+    grads = torch.autograd.grad(out["flow"], groups["generator"] + groups["flow"], allow_unused=True)
+    assert all(g is None for g in grads[:len(groups["generator"])])
+    assert sum(float(g.abs().sum()) for g in grads[len(groups["generator"]):] if g is not None) > 0
+
+    model.eval()
+    tokens = torch.tensor([tokenizer.encode("Hello there.")])
+    with torch.no_grad():
+        model.flow.out.weight.normal_(0, 0.05)  # a flow that moves its start
+        first, second = model.generate(tokens, torch.tensor([tokens.size(1)]))[0], model.generate(tokens, torch.tensor([tokens.size(1)]))[0]
+        assert torch.equal(first, second)
+        model.config.flow_steps = 0
+        plain = model.generate(tokens, torch.tensor([tokens.size(1)]))[0]
+    assert plain.shape == first.shape and not torch.allclose(plain, first)

@@ -16,6 +16,10 @@ can neither skip nor repeat a token — the exposure bias of the autoregressive 
 the over-smoothing of the L1/L2 loss: the model then has two parameter groups, ``generator`` and
 ``discriminator``, each with its own optimizer in the trainer. Only training uses the discriminator;
 ``inference_options`` is what drops it from a bundle (``speechs2s average --inference``).
+
+``flow_channels > 0`` adds a flow-matching sharpener (:mod:`speechs2s.models.mel_flow`): trained on the real mels
+given the postnet's output (detached, so the rest of the model learns as before), it redraws that output as a
+sharp mel in ``flow_steps`` Euler steps at synthesis (its own parameter group, ``flow``; ``flow_steps`` 0 skips it).
 """
 from dataclasses import dataclass
 
@@ -25,6 +29,7 @@ from torch import nn
 
 from speechs2s.losses import mel_loss
 from speechs2s.models.mel_discriminator import MelDiscriminator, random_windows
+from speechs2s.models.mel_flow import MelFlow
 from speechs2s.models.tts_blocks import AcousticModel, TransformerTextEncoder, TransformerTextEncoderConfig, VariancePredictor
 from speechs2s.models.vocoder import gan_losses
 from speechs2s.nn.masks import key_padding_mask, sequence_mask
@@ -35,7 +40,8 @@ from speechs2s.nn.transformer import PositionalEncoding, TransformerEncoder
 class FastSpeechConfig(TransformerTextEncoderConfig):
     """The text encoder's sizes default smaller than TransformerTTS's (a FastSpeech starts from a trained one).
     ``adversarial_weight > 0`` trains against a mel discriminator ``discriminator_channels`` wide that sees a
-    random window of ``discriminator_frames`` valid frames of each item's postnet output."""
+    random window of ``discriminator_frames`` valid frames of each item's postnet output. ``flow_channels > 0``
+    adds a :class:`~speechs2s.models.mel_flow.MelFlow` that many channels wide after the postnet."""
 
     reduction_factor: int = 4
     d_model: int = 192
@@ -52,9 +58,20 @@ class FastSpeechConfig(TransformerTextEncoderConfig):
     feature_matching_weight: float = 1.0  # L1 of its feature maps, real vs generated
     discriminator_channels: int = 64
     discriminator_frames: int = 64
+    flow_channels: int = 0  # flow-matching sharpener; 0: none
+    flow_layers: int = 6
+    flow_kernel_size: int = 3
+    flow_sigma: float = 1.0  # std of the flow's start around the postnet output (normalised log-mel)
+    flow_weight: float = 1.0  # of the flow-matching MSE in the loss
+    flow_steps: int = 4  # Euler steps at synthesis; 0: the postnet output as is
+    flow_temperature: float = 0.667  # scales the start's noise at synthesis
 
     def __post_init__(self):
         super().__post_init__()
+        if self.flow_channels < 0 or self.flow_layers < 1 or self.flow_steps < 0 or self.flow_sigma <= 0:
+            raise ValueError("flow_channels and flow_steps must be >= 0, flow_layers >= 1 and flow_sigma > 0")
+        if self.flow_weight < 0 or self.flow_temperature < 0:
+            raise ValueError("flow_weight and flow_temperature must be >= 0")
         if self.adversarial_weight < 0 or self.feature_matching_weight < 0:
             raise ValueError("adversarial_weight and feature_matching_weight must be >= 0")
         if self.discriminator_channels < 4 or self.discriminator_channels % 4 or self.discriminator_frames < 1:
@@ -94,15 +111,19 @@ class FastSpeech(TransformerTextEncoder, AcousticModel):
         self.decoder = TransformerEncoder(c.decoder_layers, c.d_model, c.n_heads, c.d_ff, c.dropout)
         self.mel_proj = nn.Linear(c.d_model, c.n_mels * c.reduction_factor)
         self.discriminator = MelDiscriminator(c.discriminator_channels) if c.adversarial_weight > 0 else None
+        self.flow = (MelFlow(c.n_mels, c.flow_channels, c.flow_layers, c.flow_kernel_size, c.flow_sigma)
+                     if c.flow_channels > 0 else None)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """With a discriminator, it and the rest (``generator``), each with its own optimizer, schedule
-        and clipping in the trainer (``optim.groups``); without, one group as for any model."""
-        if self.discriminator is None:
+        """The ``discriminator`` and the ``flow`` when present, and the rest (``generator``), each with its own
+        optimizer, schedule and clipping in the trainer (``optim.groups``); without either, one group as for any model."""
+        parts = {name: module for name, module in (("discriminator", self.discriminator), ("flow", self.flow))
+                 if module is not None}
+        if not parts:
             return {"all": list(self.parameters())}
         named = dict(self.named_parameters())
-        return {"generator": [p for name, p in named.items() if not name.startswith("discriminator.")],
-                "discriminator": list(self.discriminator.parameters())}
+        rest = [p for name, p in named.items() if name.split(".")[0] not in parts]
+        return {"generator": rest} | {name: list(module.parameters()) for name, module in parts.items()}
 
     def decode(self, memory: torch.Tensor, steps: torch.Tensor):
         """Encoder output ``(B, L, D)`` and decoder steps per token ``(B, L)`` -> ``(frames (B, S * r, M)``
@@ -116,7 +137,7 @@ class FastSpeech(TransformerTextEncoder, AcousticModel):
     def forward(self, batch: dict) -> dict:
         """``batch``: ``tokens (B, L)``, ``token_lengths``, ``mels (B, T, M)`` log-mel, ``mel_lengths``,
         ``durations (B, L)`` frames per token -> ``dict(loss, mel, duration)`` scalars (and the other
-        :meth:`variance_targets`' MSEs). With a discriminator, training adds its ``loss_d`` and the
+        :meth:`variance_targets`' MSEs). With a flow, its weighted ``flow`` MSE joins ``loss``. With a discriminator, training adds its ``loss_d`` and the
         weighted ``adversarial`` and ``feature_matching`` losses to ``loss`` (:func:`gan_losses`: one
         backward gives each network only its own gradients); validation leaves them out, so checkpoints
         are still chosen on the mel and variance losses."""
@@ -129,6 +150,9 @@ class FastSpeech(TransformerTextEncoder, AcousticModel):
         losses = {name: F.mse_loss(predicted[name].float()[mask], target[mask]) for name, (target, _) in targets.items()}
         loss = mel + sum(weight * losses[name] for name, (_, weight) in targets.items())
         parts = dict(mel=mel, **losses)
+        if self.flow is not None:
+            parts["flow"] = self.flow.loss(mels, after.detach(), lengths)
+            loss = loss + c.flow_weight * parts["flow"]
         if self.discriminator is not None and self.training:
             real, fake = random_windows(mels, after, lengths, c.discriminator_frames)
             loss_d, adversarial, feature_matching = gan_losses(self.discriminator, real, fake)
@@ -166,7 +190,8 @@ class FastSpeech(TransformerTextEncoder, AcousticModel):
                  pitch_shift: float = 0.0):
         """Synthesis in one pass: ``tokens (B, L)`` -> ``(mels (B, T, M)`` log-mel, ``lengths (B,)``
         frames, ``alignment (B, S, L)`` one-hot). ``duration_scale`` > 1 speaks slower; an item
-        always gets at least one decoder step. ``pitch_shift``: semitones (FastSpeech 2 only)."""
+        always gets at least one decoder step. ``pitch_shift``: semitones (FastSpeech 2 only). A flow
+        redraws the postnet's output with noise of a fixed seed, so the same text gives the same mels."""
         memory, predicted = self.predict_variances(self.encode(tokens, token_lengths), token_lengths,
                                                    pitch_shift=pitch_shift)
         frames = torch.expm1(predicted["duration"]).clamp(min=0) * duration_scale
@@ -176,7 +201,11 @@ class FastSpeech(TransformerTextEncoder, AcousticModel):
         before, step_lengths, alignment = self.decode(memory, steps)
         lengths = step_lengths * self.reduction_factor
         before = before * sequence_mask(lengths, before.size(1))[..., None]
-        return self.denormalize(self.refine(before, lengths)), lengths, alignment
+        mels, c = self.refine(before, lengths), self.config
+        if self.flow is not None and c.flow_steps > 0:
+            seed = torch.Generator(mels.device).manual_seed(0)
+            mels = self.flow.sample(mels, lengths, c.flow_steps, c.flow_temperature, seed)
+        return self.denormalize(mels), lengths, alignment
 
     @torch.no_grad()
     def validation_extras(self, batch: dict):
