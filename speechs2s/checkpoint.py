@@ -360,12 +360,13 @@ def save_average(out: str | Path, directories: list[str | Path], half: bool = Fa
 
 def inference_checkpoint(model: dict, weights: dict[str, torch.Tensor]) -> tuple[dict, dict[str, torch.Tensor]]:
     """A checkpoint's ``model`` config and ``weights`` for synthesis or recognition only: the model class's
-    ``inference_options`` set (a FastSpeech's ``adversarial_weight`` 0: no mel discriminator) and the
+    ``inference_options(options)`` set (a FastSpeech's ``adversarial_weight`` 0: no mel discriminator) and the
     weights the model so built lacks dropped. The result loads as any checkpoint, but cannot resume training."""
     from speechs2s.models import model_spec
 
     spec = model_spec(model["name"])
-    model = {**model, **getattr(spec.model, "inference_options", {})}
+    inference_options = getattr(spec.model, "inference_options", None)
+    model = {**model, **(inference_options(model) if inference_options else {})}
     with torch.device("meta"):  # the tensor names alone: nothing is allocated
         kept = spec.build({key: value for key, value in model.items() if key != "name"}).state_dict().keys()
     return model, {name: value for name, value in weights.items() if name in kept}

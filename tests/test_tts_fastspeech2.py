@@ -1,6 +1,7 @@
 """FastSpeech 2: the YIN pitch tracker, per-token pitch and energy from real speech (cached), training,
 starting from the bundled FastSpeech, ``pitch_shift`` / ``speak --pitch``, the adversarial mel loss and the flow
 sharpener."""
+import json
 import math
 from pathlib import Path
 
@@ -210,7 +211,7 @@ def test_fine_tuning_tts_default_with_a_new_part_then_a_bundle_for_synthesis(var
     """``speechs2s train configs/tts_fastspeech2_{adversarial,flow}.yaml`` from the bundled (plain) FastSpeech 2:
     the discriminator or the flow is the one new part and has its own optimizer; the result synthesises, and
     ``speechs2s average --inference`` makes a checkpoint that synthesises the same, without the discriminator
-    (used in training only) and with the flow (used in synthesis)."""
+    (used in training only) and with the flow (used in synthesis, unless ``flow_steps`` is 0)."""
     from click.testing import CliRunner
 
     from speechs2s.checkpoint import load_train_state, read_config, read_weights
@@ -243,6 +244,15 @@ def test_fine_tuning_tts_default_with_a_new_part_then_a_bundle_for_synthesis(var
     assert read_config(tmp_path / "bundle")["model"]["adversarial_weight"] == 0.0
     trained, bundled = (load_tts(path, "cpu").synthesize("Hello there.")[0] for path in (final, tmp_path / "bundle"))
     assert len(trained) > 0 and (trained == bundled).all()
+    if kept:  # a flow that synthesis skips (flow_steps 0) is left out too
+        config = json.loads((final / "config.json").read_text())
+        config["model"]["flow_steps"] = 0
+        (final / "config.json").write_text(json.dumps(config))
+        assert runner.invoke(main, ["average", "--inference", str(tmp_path / "plain"), str(final)]).exit_code == 0
+        assert read_config(tmp_path / "plain")["model"]["flow_channels"] == 0
+        assert len(read_weights(tmp_path / "plain")) == len(weights) - part_size
+        trained, plain = (load_tts(path, "cpu").synthesize("Hello there.")[0] for path in (final, tmp_path / "plain"))
+        assert len(plain) > 0 and (trained == plain).all()
 
 
 def test_mel_flow_learns_a_two_peaked_residual_that_a_regression_would_average_away():

@@ -19,7 +19,8 @@ the over-smoothing of the L1/L2 loss: the model then has two parameter groups, `
 
 ``flow_channels > 0`` adds a flow-matching sharpener (:mod:`speechs2s.models.mel_flow`): trained on the real mels
 given the postnet's output (detached, so the rest of the model learns as before), it redraws that output as a
-sharp mel in ``flow_steps`` Euler steps at synthesis (its own parameter group, ``flow``; ``flow_steps`` 0 skips it).
+sharp mel in ``flow_steps`` Euler steps at synthesis (its own parameter group, ``flow``; ``flow_steps`` 0 skips it,
+and then ``--inference`` leaves it out of the bundle too).
 """
 from dataclasses import dataclass
 
@@ -100,7 +101,12 @@ def regulate_length(x: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor,
 
 class FastSpeech(TransformerTextEncoder, AcousticModel):
     entry_keys = ("durations",)  # manifest keys the trainer requires (frames per token)
-    inference_options = {"adversarial_weight": 0.0}  # what a bundle for synthesis sets: no discriminator
+
+    @staticmethod
+    def inference_options(options: dict) -> dict:
+        """What a bundle for synthesis sets in the model ``options``: no discriminator, and no flow where
+        synthesis skips it (``flow_steps`` 0)."""
+        return {"adversarial_weight": 0.0} | ({"flow_channels": 0} if options.get("flow_steps") == 0 else {})
 
     def __init__(self, config: FastSpeechConfig):
         super().__init__(config)
