@@ -265,6 +265,7 @@ def test_channel_augment_effects_on_real_speech(corpora):
     for codec in ("opus", "mp3"):
         decoded = codec_round_trip(wav, 16000, codec, 0.9)
         assert decoded.shape == wav.shape and torch.corrcoef(torch.stack([wav, decoded]))[0, 1] > 0.9
+        assert codec_round_trip(wav, 16000, codec, 1.0).shape == wav.shape  # the lowest bit rate (MP3: near it)
 
     rir = room_impulse_response(0.5, 16000, torch.Generator().manual_seed(0))
     energy = rir.square().cumsum(0)

@@ -179,13 +179,19 @@ def telephone_band(wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 
 
+MP3_MAX_COMPRESSION = 0.999  # libsndfile's MP3 encoder fails on levels above about 0.9999 (1.0 always)
+
+
 def codec_round_trip(wav: torch.Tensor, sample_rate: int, codec: str, compression: float) -> torch.Tensor:
     """``wav`` ``(T,)`` encoded and decoded again with ``codec`` (``"opus"`` or ``"mp3"``, through soundfile) at
-    libsndfile's ``compression`` level in [0, 1] (1: lowest bit rate); Opus runs at the nearest rate it takes."""
+    libsndfile's ``compression`` level in [0, 1] (1: lowest bit rate; MP3 takes at most :data:`MP3_MAX_COMPRESSION`);
+    Opus runs at the nearest rate it takes."""
     import io
 
     import soundfile
 
+    if codec == "mp3":
+        compression = min(compression, MP3_MAX_COMPRESSION)
     rate = min(OPUS_RATES, key=lambda r: abs(r - sample_rate)) if codec == "opus" else sample_rate
     audio = torchaudio.functional.resample(wav, sample_rate, rate) if rate != sample_rate else wav
     subtype, file_format = ("OPUS", "OGG") if codec == "opus" else ("MPEG_LAYER_III", "MP3")
