@@ -143,10 +143,10 @@ class FastSpeech(TransformerTextEncoder, AcousticModel):
     def forward(self, batch: dict) -> dict:
         """``batch``: ``tokens (B, L)``, ``token_lengths``, ``mels (B, T, M)`` log-mel, ``mel_lengths``,
         ``durations (B, L)`` frames per token -> ``dict(loss, mel, duration)`` scalars (and the other
-        :meth:`variance_targets`' MSEs). With a flow, its weighted ``flow`` MSE joins ``loss``. With a discriminator, training adds its ``loss_d`` and the
-        weighted ``adversarial`` and ``feature_matching`` losses to ``loss`` (:func:`gan_losses`: one
-        backward gives each network only its own gradients); validation leaves them out, so checkpoints
-        are still chosen on the mel and variance losses."""
+        :meth:`variance_targets`' MSEs). With a flow, its weighted ``flow`` MSE joins ``loss``. With a
+        discriminator, training adds its ``loss_d`` and the weighted ``adversarial`` and ``feature_matching``
+        losses to ``loss`` (:func:`gan_losses`: one backward gives each network only its own gradients);
+        validation leaves them out, so checkpoints are still chosen on the mel and variance losses."""
         c = self.config
         before, after, predicted = self._predict_with_durations(batch)
         mels, lengths = self.normalize(batch["mels"]), batch["mel_lengths"]
@@ -209,8 +209,8 @@ class FastSpeech(TransformerTextEncoder, AcousticModel):
         before = before * sequence_mask(lengths, before.size(1))[..., None]
         mels, c = self.refine(before, lengths), self.config
         if self.flow is not None and c.flow_steps > 0:
-            seed = torch.Generator(mels.device).manual_seed(0)
-            mels = self.flow.sample(mels, lengths, c.flow_steps, c.flow_temperature, seed)
+            noise_seed = torch.Generator(mels.device).manual_seed(0)
+            mels = self.flow.sample(mels, lengths, c.flow_steps, c.flow_temperature, noise_seed)
         return self.denormalize(mels), lengths, alignment
 
     @torch.no_grad()
