@@ -289,6 +289,19 @@ def test_channel_augment_is_seeded_keeps_length_and_zero_probabilities_do_nothin
         ChannelAugment(noise_prob=1.5)
 
 
+def test_a_failing_channel_augment_is_reported_with_its_entry_across_a_worker(fsdd_entries):
+    import soundfile
+
+    def broken_codec(wav, sample_rate, generator):
+        raise soundfile.LibsndfileError(1, prefix="encoding failed: ")  # rebuilt from its message, it would not print
+
+    dataset = ASRDataset(fsdd_entries[:1], CharTokenizer(), channel_augment=broken_codec)
+    loader = torch.utils.data.DataLoader(dataset, num_workers=1, collate_fn=lambda items: items)
+    entry = fsdd_entries[0]["id"]
+    with pytest.raises(RuntimeError, match=rf"channel augmentation failed on '{entry}': LibsndfileError: encoding failed: "):
+        next(iter(loader))
+
+
 def test_asr_dataset_channel_augment_changes_per_epoch_and_skips_the_cache(fsdd_entries, tmp_path):
     augment = ChannelAugment(noise_prob=1.0, snr_db=[5.0, 10.0])
     dataset = ASRDataset(fsdd_entries[:2], CharTokenizer(), seed=0, cache_dir=tmp_path, channel_augment=augment)

@@ -86,12 +86,19 @@ class AudioDataset(Dataset):
 
     def _load(self, index: int, generator: torch.Generator) -> torch.Tensor | None:
         """Waveform ``(T,)`` at the feature rate, speed-perturbed; ``None`` (logged) if unreadable."""
-        wav = self._read(self.entries[index])
+        entry = self.entries[index]
+        wav = self._read(entry)
         if wav is None:
             return None
         factor = self.speed_factors[int(torch.randint(len(self.speed_factors), (), generator=generator))]
         wav = speed_perturb(wav, self.features.sample_rate, factor)
-        return wav if self.channel_augment is None else self.channel_augment(wav, self.features.sample_rate, generator)
+        if self.channel_augment is None:
+            return wav
+        try:
+            return self.channel_augment(wav, self.features.sample_rate, generator)
+        except Exception as error:  # a DataLoader worker passes on only type and message, and rebuilding some
+            # types (soundfile's LibsndfileError) from a message fails: say here what failed, on which entry
+            raise RuntimeError(f"channel augmentation failed on {entry['id']!r}: {type(error).__name__}: {error}") from error
 
 
 class _TranscribedDataset(AudioDataset):
