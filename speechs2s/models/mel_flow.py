@@ -10,18 +10,17 @@ prior) leaves the flow only the residual detail to draw, so a few steps suffice.
 The network: a 1x1 convolution of ``[x_t, mu]``, gated dilated residual convolutions (WaveNet style) with the time
 embedding added before each, and a zero-initialised 1x1 convolution out, so an untrained flow returns its start.
 """
-import math
 
 import torch
 from torch import nn
 
+from speechs2s.nn.attention import position_frequencies
 from speechs2s.nn.masks import sequence_mask
 
 
 def _time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Flow times ``t (B,)`` in [0, 1] -> ``(B, dim)`` sines and cosines of ``1000 t`` at geometric frequencies."""
-    frequency = torch.exp(torch.arange(dim // 2, device=t.device) * (-math.log(10000.0) / (dim // 2)))
-    angle = 1000.0 * t.float()[:, None] * frequency
+    angle = 1000.0 * t.float()[:, None] * position_frequencies(dim, t.device)
     return torch.cat([angle.sin(), angle.cos()], dim=-1)
 
 

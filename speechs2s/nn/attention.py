@@ -13,12 +13,17 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
+def position_frequencies(dim: int, device=None) -> torch.Tensor:
+    """``(dim // 2,)`` angular frequencies ``10000 ** (-2 i / dim)`` of sinusoidal and rotary position codes
+    (Vaswani et al. 2017): one per pair of ``dim`` channels, geometric from 1 down to nearly 1/10000."""
+    return torch.exp(torch.arange(0, dim - 1, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+
+
 def rotary_embedding(length: int, dim: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotary position embedding (Su et al. 2021, RoFormer) of positions ``0 .. length - 1`` for heads
     of ``dim`` (even) channels: ``(cos, sin)``, each ``(length, dim)``; channel ``i`` and ``i + dim/2``
     form a pair rotated by ``position * 10000 ** (-2 i / dim)``."""
-    frequency = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    angles = torch.arange(length, device=device, dtype=torch.float32)[:, None] * frequency
+    angles = torch.arange(length, device=device, dtype=torch.float32)[:, None] * position_frequencies(dim, device)
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()
 

@@ -5,12 +5,11 @@ tricks at depth. Decoders are causal and support incremental decoding with a cac
 self-attention keys and values of past positions, shaped ``(B, n_layers, L_past, 2 * D)``, and
 the cross-attention keys/values of the memory projected once (``TransformerDecoder.project_memory``),
 so a step projects only its new positions."""
-import math
 
 import torch
 from torch import nn
 
-from speechs2s.nn.attention import MultiHeadAttention
+from speechs2s.nn.attention import MultiHeadAttention, position_frequencies
 from speechs2s.nn.masks import causal_mask
 
 
@@ -18,7 +17,7 @@ def sinusoids(length: int, dim: int, offset: int = 0, device=None) -> torch.Tens
     """``(length, dim)`` sinusoidal encodings of positions ``offset .. offset + length - 1``
     (Vaswani et al.: sin on even channels, cos on odd ones)."""
     position = torch.arange(offset, offset + length, device=device, dtype=torch.float32)[:, None]
-    frequency = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    frequency = position_frequencies(dim, device)
     encoding = torch.zeros(length, dim, device=device)
     encoding[:, 0::2] = torch.sin(position * frequency)
     encoding[:, 1::2] = torch.cos(position * frequency)
