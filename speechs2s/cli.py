@@ -489,7 +489,7 @@ def durations(manifest, out, model_name, feature_cache, device, threads):
 @click.option("--speed", type=click.FloatRange(0.25, 4.0), default=1.0, show_default=True,
               help="Speaking rate: 1.25 speaks 25% faster (FastSpeech: shorter durations; attention models: mels resampled).")
 @click.option("--pitch", type=click.FloatRange(-12.0, 12.0), default=0.0, show_default=True,
-              help="Semitones up (negative: down); models with a pitch predictor (FastSpeech 2) only.")
+              help="Semitones up (negative: down), any model; timing and formants kept (TD-PSOLA on the waveform).")
 @click.option("--sample-rate", type=click.IntRange(8000, 192000), help="Sample rate of the file (default: the vocoder's).")
 @click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")
 @click.option("--threads", type=click.IntRange(min=1), help=THREADS_HELP)

@@ -20,7 +20,8 @@ import torchaudio
 
 from speechs2s.audio import FeatureConfig, audio_writer
 from speechs2s.decode.tts import SynthesisConfig, split_sentences, synthesize_sequences
-from speechs2s.errors import ConfigError, TextError
+from speechs2s.errors import TextError
+from speechs2s.pitch import shift_pitch
 
 OWN_VOCODER_DIR = "vocoder"  # a checkpoint folder's own vocoder (load_tts(vocoder="auto"))
 
@@ -63,26 +64,17 @@ class TTS:
         return sentences
 
     def synthesize_sentences(self, text: str, pitch: float = 0.0) -> Iterator[Utterance]:
-        """Synthesize ``text`` sentence by sentence (batched), in order; ``pitch``: semitones up
-        (FastSpeech 2 only)."""
-        return self._synthesize(self.sentences(text), self._config(pitch))
-
-    def _config(self, pitch: float) -> SynthesisConfig:
-        """``self.config`` with the pitch shift; raises ConfigError for a model that has no pitch."""
-        if pitch and not getattr(self.model, "has_pitch", False):
-            from speechs2s.models import MODELS
-
-            able = ", ".join(name for name, spec in MODELS.items() if getattr(spec.model, "has_pitch", False))
-            raise ConfigError(f"pitch {pitch:+g} semitones: this {type(self.model).__name__} model has no pitch "
-                              f"control; only {able} models have")
-        return dataclasses.replace(self.config, pitch_shift=pitch)
+        """Synthesize ``text`` sentence by sentence (batched), in order; ``pitch``: semitones up."""
+        return self._synthesize(self.sentences(text), dataclasses.replace(self.config, pitch_shift=pitch))
 
     def _synthesize(self, sentences: list[str], config: SynthesisConfig) -> Iterator[Utterance]:
         token_lists = [self.tokenizer.encode(sentence) for sentence in sentences]
         outputs = synthesize_sequences(self.model, token_lists, self.batch_size, config)
         for sentence, (mel, alignment) in zip(sentences, outputs):
-            wav = self.vocoder.generate(mel).float().cpu().numpy()
-            yield Utterance(sentence, wav, mel, alignment)
+            wav = self.vocoder.generate(mel).float().cpu()
+            if config.pitch_shift:
+                wav = shift_pitch(wav, self.sample_rate, config.pitch_shift)
+            yield Utterance(sentence, wav.numpy(), mel, alignment)
 
     def _joined(self, wavs: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """``wavs`` with a ``pause_seconds`` silence between consecutive ones."""
@@ -93,7 +85,7 @@ class TTS:
             yield wav
 
     def synthesize(self, text: str, pitch: float = 0.0) -> tuple[np.ndarray, int]:
-        """``text`` -> ``(wav (T,) float32 in [-1, 1], sample_rate)``; ``pitch``: semitones up (FastSpeech 2)."""
+        """``text`` -> ``(wav (T,) float32 in [-1, 1], sample_rate)``; ``pitch``: semitones up."""
         return np.concatenate(list(self._joined(u.wav for u in self.synthesize_sentences(text, pitch)))), self.sample_rate
 
     def synthesize_with_alignment(self, text: str, pitch: float = 0.0) -> tuple[np.ndarray, int, torch.Tensor]:
@@ -111,10 +103,11 @@ class TTS:
         appears only when complete; returns its duration in seconds. ``plot_alignment``: PNG of the first
         ``plot_sentences`` sentences' alignment. ``progress``: a tqdm bar over sentences on stderr.
         ``sample_rate``: the file's rate (default the vocoder's); each sentence is resampled to it.
-        ``pitch``: semitones up (FastSpeech 2)."""
+        ``pitch``: semitones up."""
         from tqdm import tqdm
 
-        sentences, config = self.sentences(text), self._config(pitch)  # raise before creating the file
+        sentences = self.sentences(text)  # raises before the file is created
+        config = dataclasses.replace(self.config, pitch_shift=pitch)
         alignments = []
 
         def wavs():

@@ -40,7 +40,7 @@ class SynthesisConfig:
     stall_frames: int = 40  # frames without progress before the position is pushed one token
     end_frames: int = 40  # frames on the last token before the item ends without a stop token
     duration_scale: float = 1.0  # > 1 speaks slower: FastSpeech scales its durations, attention models stretch their mels
-    pitch_shift: float = 0.0  # semitones, for a model with a pitch predictor (``has_pitch``: FastSpeech 2)
+    pitch_shift: float = 0.0  # semitones, applied to the waveform (speechs2s.pitch.shift_pitch: timing and formants kept)
 
 
 @dataclass
@@ -61,10 +61,8 @@ def synthesize_batch(model, tokens: torch.Tensor, token_lengths: torch.Tensor,
     config = config or SynthesisConfig()
     if int(token_lengths.min()) < 1:
         raise ValueError("synthesize_batch: every sequence needs at least one token")
-    if config.pitch_shift and not getattr(model, "has_pitch", False):
-        raise ValueError(f"synthesize_batch: {type(model).__name__} has no pitch predictor to shift")
     if hasattr(model, "generate"):  # non-autoregressive: one pass, the length comes from the durations
-        return Synthesis(*model.generate(tokens, token_lengths, config.duration_scale, config.pitch_shift))
+        return Synthesis(*model.generate(tokens, token_lengths, config.duration_scale))
     B, L = tokens.shape
     r, device = model.reduction_factor, tokens.device
     stall_steps, end_steps = math.ceil(config.stall_frames / r), math.ceil(config.end_frames / r)

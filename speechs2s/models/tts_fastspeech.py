@@ -171,13 +171,11 @@ class FastSpeech(TransformerTextEncoder, AcousticModel):
         log(1 + frames) per token."""
         return {"duration": (torch.log1p(batch["durations"].float()), self.config.duration_weight)}
 
-    def predict_variances(self, memory: torch.Tensor, token_lengths: torch.Tensor, batch: dict | None = None,
-                          pitch_shift: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def predict_variances(self, memory: torch.Tensor, token_lengths: torch.Tensor,
+                          batch: dict | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Encoder output ``(B, L, D)`` -> (the decoder's input ``(B, L, D)``, predictions name -> ``(B, L)``).
         FastSpeech predicts the durations only and passes ``memory`` on; FastSpeech 2 adds embeddings
-        of its pitch and energy (the targets of a training ``batch``, else the shifted predictions)."""
-        if pitch_shift:
-            raise ValueError(f"{type(self).__name__} has no pitch predictor")
+        of its pitch and energy (the targets of a training ``batch``, else the predictions)."""
         return memory, {"duration": self.duration_predictor(memory, token_lengths)}
 
     def _predict_with_durations(self, batch: dict):
@@ -192,14 +190,11 @@ class FastSpeech(TransformerTextEncoder, AcousticModel):
         return before, self.refine(before, lengths), predicted
 
     @torch.no_grad()
-    def generate(self, tokens: torch.Tensor, token_lengths: torch.Tensor, duration_scale: float = 1.0,
-                 pitch_shift: float = 0.0):
+    def generate(self, tokens: torch.Tensor, token_lengths: torch.Tensor, duration_scale: float = 1.0):
         """Synthesis in one pass: ``tokens (B, L)`` -> ``(mels (B, T, M)`` log-mel, ``lengths (B,)``
         frames, ``alignment (B, S, L)`` one-hot). ``duration_scale`` > 1 speaks slower; an item
-        always gets at least one decoder step. ``pitch_shift``: semitones (FastSpeech 2 only). A flow
-        redraws the postnet's output with noise of a fixed seed, so the same text gives the same mels."""
-        memory, predicted = self.predict_variances(self.encode(tokens, token_lengths), token_lengths,
-                                                   pitch_shift=pitch_shift)
+        always gets at least one decoder step. A flow redraws the postnet's output with noise of a fixed seed, so the same text gives the same mels."""
+        memory, predicted = self.predict_variances(self.encode(tokens, token_lengths), token_lengths)
         frames = torch.expm1(predicted["duration"]).clamp(min=0) * duration_scale
         frames = frames * sequence_mask(token_lengths, tokens.size(1))
         steps = step_durations(frames, self.reduction_factor)

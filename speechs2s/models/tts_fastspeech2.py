@@ -7,11 +7,11 @@ its voiced frames and its mean log frame energy, normalised by mean and std (``v
 token without voiced frames has pitch 0 (the mean). The predictors (the duration predictor's
 structure, :class:`~speechs2s.models.tts_blocks.VariancePredictor`) read the encoder output; a 1-D
 convolution of each value (the target in training, the prediction at synthesis) is added to it
-before the length regulator. At synthesis ``pitch_shift`` semitones move the predicted log-F0 by
-``ln(2) * semitones / 12``. Every FastSpeech tensor keeps its name, so a trained FastSpeech starts
+before the length regulator. (``speak --pitch`` does not move the predicted log-F0, which moved the bundled
+voice's pitch by only a fraction of what was asked: it shifts the waveform of any model,
+:func:`speechs2s.pitch.shift_pitch`.) Every FastSpeech tensor keeps its name, so a trained FastSpeech starts
 it (``trainer.init_from`` with ``trainer.init_from_partial``: the new parts start fresh).
 """
-import math
 from dataclasses import dataclass
 
 import torch
@@ -34,7 +34,7 @@ class FastSpeech2Config(FastSpeechConfig):
 
 
 class FastSpeech2(FastSpeech):
-    has_pitch = True  # synthesis takes ``pitch_shift``
+    has_pitch = True  # predicts per-token pitch, and teacher-forcing takes the batch's
 
     def __init__(self, config: FastSpeech2Config):
         super().__init__(config)
@@ -65,17 +65,11 @@ class FastSpeech2(FastSpeech):
         return dict(super().variance_targets(batch), pitch=(normalized["pitch"], c.pitch_weight),
                     energy=(normalized["energy"], c.energy_weight))
 
-    def predict_variances(self, memory: torch.Tensor, token_lengths: torch.Tensor, batch: dict | None = None,
-                          pitch_shift: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def predict_variances(self, memory: torch.Tensor, token_lengths: torch.Tensor,
+                          batch: dict | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         _, predicted = super().predict_variances(memory, token_lengths)
         predicted["pitch"] = self.pitch_predictor(memory, token_lengths)
         predicted["energy"] = self.energy_predictor(memory, token_lengths)
-        if batch is not None:  # teacher forcing
-            values = self.normalized_variances(batch)
-        elif pitch_shift:
-            shift = math.log(2) * pitch_shift / 12 / self.variance_std[VARIANCES.index("pitch")]  # log-F0 std units
-            values = dict(predicted, pitch=(predicted["pitch"] + shift) * sequence_mask(token_lengths, memory.size(1)))
-        else:
-            values = predicted
+        values = predicted if batch is None else self.normalized_variances(batch)  # teacher forcing
         embedded = self.pitch_embedding(values["pitch"][:, None]) + self.energy_embedding(values["energy"][:, None])
         return memory + embedded.transpose(1, 2).to(memory.dtype), predicted
