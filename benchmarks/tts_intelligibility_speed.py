@@ -93,10 +93,10 @@ class Speech:
 
 
 class Voice:
-    """A TTS system loaded with ``threads`` threads: ``speak(text) -> Speech``."""
+    """A TTS system loaded with ``threads`` threads: ``speak(text) -> Speech``; ``pitch``: semitones (speechs2s)."""
 
-    def __init__(self, system: str, threads: int, tts_model: str, vocoder: str = "auto"):
-        self.system = system
+    def __init__(self, system: str, threads: int, tts_model: str, vocoder: str = "auto", pitch: float = 0.0):
+        self.system, self.pitch = system, pitch
         if system == "speechs2s":
             import speechs2s
 
@@ -132,7 +132,7 @@ class Voice:
         """``TTS.synthesize``, sentence by sentence to see the first one arrive and count length-guard hits."""
         tts, pieces, first, hits = self.tts, [], None, 0
         pause = np.zeros(round(tts.pause_seconds * tts.sample_rate), np.float32)
-        for utterance in tts.synthesize_sentences(text):
+        for utterance in tts.synthesize_sentences(text, self.pitch):
             first = first if first is not None else time.perf_counter() - began
             pieces += [pause, utterance.wav] if pieces else [utterance.wav]
             guard = tts.config.max_frames_per_token * len(tts.tokenizer.encode(utterance.text)) + tts.config.extra_frames
@@ -155,13 +155,13 @@ def espeak(text: str, began: float) -> Speech:
 
 
 def run_system(threads: int, system: str, sentences: list[str], repeats: int, tts_model: str, vocoder: str,
-               out_dir: str) -> dict:
+               pitch: float, out_dir: str) -> dict:
     """In a fresh process: load, warm up, time ``repeats`` passes over ``sentences`` (median per
     sentence); the last pass's audio is kept as ``out_dir/<system>/NN.wav``."""
     import soundfile
 
     rss_before = common.rss_mb()
-    voice, load_s = common.timed(Voice, system, threads, tts_model, vocoder)
+    voice, load_s = common.timed(Voice, system, threads, tts_model, vocoder, pitch)
     voice.speak(sentences[0])
     passes = [[common.timed(voice.speak, text) for text in sentences] for _ in range(repeats)]
     peak = common.peak_rss_mb()
@@ -195,16 +195,20 @@ def main():
     cli.add_argument("--vocoder", default="auto", help="speechs2s vocoder: auto (the model's own, else griffin-lim), griffin-lim or a checkpoint folder")
     cli.add_argument("--sentences", default="choice", choices=["choice", *SENTENCE_FILES],
                      help="sentence set: choice (30), choice-cv (58) or choice-cv2 (56), used for choices; heldout (60, for reporting); hard")
+    cli.add_argument("--pitch", type=float, default=0.0, help="speechs2s only: semitones up, as speak --pitch")
     cli.add_argument("--keep-audio", default=None, help="folder to keep the synthesized WAVs in (default: a temp dir)")
     args = cli.parse_args()
 
     notes = []
     systems = args.systems.split(",")
+    if args.pitch and systems != ["speechs2s"]:
+        cli.error("--pitch shifts speechs2s only: use it with --systems speechs2s")
     common.require_speechs2s_model(systems, args.tts_model, "tts")
     if "speechs2s" in systems:
         from speechs2s.tts import resolve_vocoder
 
-        notes.append(f"speechs2s vocoder: {resolve_vocoder(args.tts_model, args.vocoder)}")
+        notes.append(f"speechs2s vocoder: {resolve_vocoder(args.tts_model, args.vocoder)}"
+                     + (f", pitch {args.pitch:+g} semitones" if args.pitch else ""))
     sentences = sentence_set(args.sentences, args.quick)
     rate = common.chars_per_second(args.quick)
     expected = [len(normalize_for_asr(text)) / rate for text in sentences]
@@ -215,7 +219,7 @@ def main():
         transcripts = None
         for threads in common.thread_counts(args):
             result = common.run_isolated(run_system, threads, system, sentences, common.repeats(args), args.tts_model,
-                                         args.vocoder, str(Path(out_dir) / f"{threads}thr"))
+                                         args.vocoder, args.pitch, str(Path(out_dir) / f"{threads}thr"))
             outputs = result["outputs"]
             if transcripts is None:  # intelligibility does not depend on the thread count: judge once
                 transcripts = common.run_isolated(judge, threads, [o["audio"] for o in outputs])

@@ -490,10 +490,13 @@ def durations(manifest, out, model_name, feature_cache, device, threads):
               help="Speaking rate: 1.25 speaks 25% faster (FastSpeech: shorter durations; attention models: mels resampled).")
 @click.option("--pitch", type=click.FloatRange(-12.0, 12.0), default=0.0, show_default=True,
               help="Semitones up (negative: down), any model; timing and formants kept (TD-PSOLA on the waveform).")
+@click.option("--sentence-silence", type=click.FloatRange(0.0, 10.0), default=0.25, show_default=True,
+              help="Seconds of silence between sentences (Piper's option of that name).")
 @click.option("--sample-rate", type=click.IntRange(8000, 192000), help="Sample rate of the file (default: the vocoder's).")
 @click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")
 @click.option("--threads", type=click.IntRange(min=1), help=THREADS_HELP)
-def speak(text, text_file, output, model_name, vocoder, plot_alignment, speed, pitch, sample_rate, device, threads):
+def speak(text, text_file, output, model_name, vocoder, plot_alignment, speed, pitch, sentence_silence, sample_rate, device,
+          threads):
     """Synthesize TEXT (or "-" for stdin, or --file) into the audio file OUTPUT.
 
     Long text is split into sentences, synthesized in batches and streamed to the file. The format
@@ -522,7 +525,7 @@ def speak(text, text_file, output, model_name, vocoder, plot_alignment, speed, p
         text = sys.stdin.read()
     set_threads(threads)
     tts = load_tts(model_name, device, vocoder)
-    tts.config.duration_scale = 1.0 / speed
+    tts.config.duration_scale, tts.pause_seconds = 1.0 / speed, sentence_silence
     seconds = tts.synthesize_to_file(text, output, plot_alignment=plot_alignment, progress=sys.stderr.isatty(),
                                      sample_rate=sample_rate, pitch=pitch)
     click.echo(f"wrote {seconds:.2f} s of speech to {'stdout' if output == '-' else output}", err=output == "-")

@@ -61,7 +61,7 @@ def test_default_tts_speaks_through_its_own_vocoder():
 @pytest.mark.parametrize("name", ["default", "tts-transformer"])
 def test_speak_speed_and_sample_rate(name, tmp_path):
     """--speed changes the duration by its factor (FastSpeech: durations; attention model: mels resampled);
-    --sample-rate writes the file at that rate."""
+    --sample-rate writes the file at that rate; --sentence-silence sets the pause between sentences."""
     import soundfile
     from click.testing import CliRunner
 
@@ -79,5 +79,14 @@ def test_speak_speed_and_sample_rate(name, tmp_path):
         assert info.samplerate == (rate or 22050)
         durations[speed] = info.duration
     assert durations[1.5] == pytest.approx(durations[1.0] / 1.5, rel=0.12)
+    if name == "default":  # --sentence-silence: the pause between two sentences
+        lengths = {}
+        for silence in ("0", "1.5"):
+            out = tmp_path / f"pause{silence}.wav"
+            result = CliRunner().invoke(main, ["speak", f"{text} {text}", "-o", str(out), "--sentence-silence", silence,
+                                               "--device", "cpu", "--threads", "1"])
+            assert result.exit_code == 0, result.output
+            lengths[silence] = soundfile.info(out).duration
+        assert lengths["1.5"] - lengths["0"] == pytest.approx(1.5, abs=0.01)
     result = CliRunner().invoke(main, ["speak", text, "-o", str(tmp_path / "x.wav"), "--speed", "0"])
     assert result.exit_code == 2 and result.stderr.startswith("error: Invalid value for '--speed'")
