@@ -1,22 +1,23 @@
 """Streaming ASR: WER cost against full context, latency and real-time factor (issue 15).
 
     OMP_NUM_THREADS=1 python benchmarks/streaming.py [--model default] [--manifest data/joe_dev_test.jsonl]
-        [--chunk-sizes 8,16] [--left-chunks -1]
+        [--chunk-sizes 8,16] [--left-chunks -1] [--final beam|full]
 
 Each utterance is fed to ``ASR.stream`` in 40 ms blocks on a simulated real-time clock: block k arrives
 at the end of its audio and is processed once it has arrived and the previous block is done, so a
 partial appears at ``max(arrival, previous done) + processing time`` (measured, one thread). Reported:
 
-- WER of the streaming final text with either final pass (``beam``: joint attention/CTC beam search over the
-  streamed encoder output, the default; ``rescore``: attention rescoring of the CTC n-best, computed from the
-  same stream's encoder output, which streaming reproduces exactly), each against the same decoding with full
-  context (``transcribe``'s beam search; CTC prefix beam search + rescoring);
+- WER of the streaming final text with the stream's final pass (``--final``: ``beam``, joint attention/CTC beam
+  search over the streamed encoder output, the default; ``full``, the utterance encoded again with full context
+  first) and, for ``beam``, with ``rescore`` (attention rescoring of the CTC n-best, computed from the same
+  stream's encoder output, which streaming reproduces exactly), each against the same decoding with full context
+  (``transcribe``'s beam search; CTC prefix beam search + rescoring);
 - first-partial latency: the first non-empty partial's time minus the start of speech;
 - word emission latency, minus the word's end: of the partial text (``partial_word_latency_s``: for word i of
   the last partial, the time from which every later partial holds it as word i) and of the final text
   (``final_word_latency_s``: the same for the final text, the final result's time for words only settled
   there; a word the final pass inserts or drops shifts every later word to that time);
-- RTF: processing seconds per audio second (of the stream, with the default ``beam`` final pass).
+- RTF: processing seconds per audio second (of the stream, with its final pass).
 
 Speech start and word ends come from CTC forced alignment (``decode/align.py``) of the final
 streaming text on the full-context CTC head (a CTC spike falls on or shortly after its token).
@@ -41,11 +42,11 @@ BLOCK_SECONDS = 0.04
 RESULTS = Path(__file__).resolve().parent / "results" / "streaming"
 
 
-def stream_utterance(asr, wav: torch.Tensor, chunk_size: int, left_chunks: int) -> dict:
+def stream_utterance(asr, wav: torch.Tensor, chunk_size: int, left_chunks: int, final: str) -> dict:
     """Feed ``wav`` block by block on the simulated clock: final text, partials ``[(time, text)]``, compute seconds."""
     sample_rate = asr.features.sample_rate
     block = round(BLOCK_SECONDS * sample_rate)
-    stream = asr.stream(chunk_size, left_chunks)
+    stream = asr.stream(chunk_size, left_chunks, final=final)
     clock, partials = 0.0, []
     for start in range(0, len(wav), block):
         began = time.perf_counter()
@@ -93,6 +94,7 @@ def main():
     parser.add_argument("--manifest", default="data/joe_dev_test.jsonl")
     parser.add_argument("--chunk-sizes", default="8,16")
     parser.add_argument("--left-chunks", type=int, default=-1)
+    parser.add_argument("--final", choices=["beam", "full"], default="beam", help="the stream's final pass")
     args = parser.parse_args()
     torch.set_num_threads(1)
     asr = load_asr(args.model, "cpu")
@@ -121,9 +123,10 @@ def main():
     for chunk_size in map(int, args.chunk_sizes.split(",")):
         finals, rescored, first_partial, partial_latency, final_latency, seconds = [], [], [], [], [], 0.0
         for wav, (enc, frame_seconds) in zip(wavs, encoded):
-            run = stream_utterance(asr, wav, chunk_size, args.left_chunks)
+            run = stream_utterance(asr, wav, chunk_size, args.left_chunks, args.final)
             finals.append(run["text"])
-            rescored.append(asr.tokenizer.decode(two_pass_decode(asr.model, run["enc"], asr.decode, asr.tokenizer.eos_id)))
+            if args.final == "beam":  # run["enc"] is the streamed encoder output
+                rescored.append(asr.tokenizer.decode(two_pass_decode(asr.model, run["enc"], asr.decode, asr.tokenizer.eos_id)))
             seconds += run["seconds"]
             for text, latencies in [(run["partials"][-1][1], partial_latency), (run["text"], final_latency)]:
                 words = word_times(asr, enc, text, frame_seconds)
@@ -133,15 +136,15 @@ def main():
             if words:
                 first = next((clock for clock, partial in run["partials"] if partial), run["done"])
                 first_partial.append(first - words[0][0])
-        beam_wer, rescore_wer = wer(refs, finals), wer(refs, rescored)
+        final_wer = wer(refs, finals)
         results[f"stream_chunk{chunk_size}"] = {
             "chunk_seconds": round(chunk_size * asr.model.subsampling.factor * asr.features.hop_length
                                    / asr.features.sample_rate, 3),
-            "wer_beam_final": round(beam_wer, 4),
-            "wer_beam_final_relative_to_full_context": round(beam_wer / results["full_context_beam"]["wer"] - 1, 3),
-            "wer_rescore_final": round(rescore_wer, 4),
-            "wer_rescore_final_relative_to_full_context":
-                round(rescore_wer / results["full_context_two_pass"]["wer"] - 1, 3),
+            f"wer_{args.final}_final": round(final_wer, 4),
+            f"wer_{args.final}_final_relative_to_full_context": round(final_wer / results["full_context_beam"]["wer"] - 1, 3),
+            **({"wer_rescore_final": round(wer(refs, rescored), 4),
+                "wer_rescore_final_relative_to_full_context":
+                    round(wer(refs, rescored) / results["full_context_two_pass"]["wer"] - 1, 3)} if rescored else {}),
             "first_partial_latency_s": summary(first_partial),
             "partial_word_latency_s": summary(partial_latency),
             "final_word_latency_s": summary(final_latency),
@@ -150,7 +153,7 @@ def main():
         print(chunk_size, json.dumps(results[f"stream_chunk{chunk_size}"]), flush=True)
     report = {"benchmark": "streaming", "model": args.model, "manifest": args.manifest, "utterances": len(entries),
               "audio_seconds": round(audio_seconds, 1), "threads": torch.get_num_threads(),
-              "left_chunks": args.left_chunks, "block_seconds": BLOCK_SECONDS,
+              "left_chunks": args.left_chunks, "final_pass": args.final, "block_seconds": BLOCK_SECONDS,
               "load_average": os.getloadavg(), "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
               "results": results}
     RESULTS.mkdir(parents=True, exist_ok=True)

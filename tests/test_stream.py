@@ -74,14 +74,18 @@ def speech(corpora):
     return corpora / "joe-lj/dev/wavs/LJ002-0076.ogg"  # 2.9 s: "The state side contained twelve good-sized rooms,"
 
 
-@pytest.mark.parametrize("chunk_size, left_chunks, final", [(8, -1, "rescore"), (4, 1, "rescore"), (8, -1, "beam")])
+@pytest.mark.parametrize("chunk_size, left_chunks, final",
+                         [(8, -1, "rescore"), (4, 1, "rescore"), (8, -1, "beam"), (4, 1, "full")])
 def test_streaming_equals_chunkwise_offline_decode(asr, speech, chunk_size, left_chunks, final):
+    """The final text is the offline decode of the chunk-wise encoder output; with ``final="full"``, of the
+    full-context one (the transcript ``transcribe`` gives)."""
     wav = load_audio(speech, 16000)
     stream = asr.stream(chunk_size, left_chunks, final=final)
     partials = [stream.accept(wav[i : i + 700]) for i in range(0, len(wav), 700)]  # blocks unaligned to hops
     transcript = stream.finish()
     features = asr.log_mel(wav)[None]
-    enc, _ = asr.model.encode(features, torch.tensor([features.size(1)]), chunk_size, left_chunks)
+    chunks = (0, -1) if final == "full" else (chunk_size, left_chunks)
+    enc, _ = asr.model.encode(features, torch.tensor([features.size(1)]), *chunks)
     assert stream.enc.shape == enc[0].shape
     torch.testing.assert_close(stream.enc, enc[0], atol=1e-4, rtol=1e-4)
     if final == "rescore":
@@ -90,6 +94,8 @@ def test_streaming_equals_chunkwise_offline_decode(asr, speech, chunk_size, left
         offline = decode_encoded(asr.model, enc, torch.tensor([enc.size(1)]), asr.decode, asr.tokenizer.eos_id,
                                  lm=asr.lm)[0]
     assert transcript.text == asr.tokenizer.decode(offline) and "good" in transcript.text
+    if final == "full":
+        assert transcript.text == asr.transcribe(wav, sample_rate=16000).text
     assert partials[0] == "" and partials[-1]  # nothing before the first chunk; text before the end
     assert transcript.words[-1].end <= transcript.duration and transcript.seconds > 0
 
@@ -97,7 +103,7 @@ def test_streaming_equals_chunkwise_offline_decode(asr, speech, chunk_size, left
 def test_streaming_needs_a_ctc_head_and_chunks(asr):
     with pytest.raises(ConfigError, match="chunk_size >= 1"):
         asr.stream(chunk_size=0)
-    with pytest.raises(ConfigError, match="final pass must be beam or rescore"):
+    with pytest.raises(ConfigError, match="final pass must be beam, rescore or full"):
         asr.stream(final="best")
     for name, options in [("transformer_asr", {"ctc_weight": 0.0}), ("lstm_asr", {})]:
         other = ASR(build_model(name, {**({} if name == "lstm_asr" else TINY), "vocab_size": 20, **options}),

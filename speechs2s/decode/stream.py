@@ -3,7 +3,7 @@
 >>> stream = load_asr("default").stream(chunk_size=8)
 >>> for block in blocks:                 # float samples (n,) at the model's rate, any block size
 ...     print(stream.accept(block))      # partial text: CTC prefix beam search over the frames so far
->>> stream.finish().text                 # final text: a second pass over the whole streamed encoder output
+>>> stream.finish().text                 # final text: a second pass over the whole utterance
 
 The encoder runs chunk-wise (``chunk_size`` encoder frames of 40 ms at ×4 subsampling, each frame
 attending to its chunk and ``left_chunks`` chunks before it; see :meth:`TransformerASR.attention_chunks`):
@@ -14,14 +14,17 @@ values (WeNet), each new chunk re-encodes the window of earlier frames its outpu
 ``left_chunks = -1``, whose cost grows with the stream). Hence streaming gives exactly the chunk-wise
 offline decode of ``model.encode(..., chunk_size, left_chunks)``.
 
-The final text comes from a second pass over the streamed encoder output, ``final``:
+The final text comes from a second pass, ``final``:
 
-- ``"beam"`` (default): the joint attention/CTC beam search of offline decoding (``decode_encoded``); on the
-  bundled model it loses far less to full context than rescoring;
+- ``"beam"`` (default): the joint attention/CTC beam search of offline decoding (``decode_encoded``) over the
+  streamed encoder output; on the bundled model it loses far less to full context than rescoring;
 - ``"rescore"``: WeNet's attention rescoring of the CTC prefix beam search's n-best (:func:`two_pass_decode`
-  offline): cheaper at the end of an utterance, bounded by the CTC n-best.
+  offline) over the streamed encoder output: cheaper at the end of an utterance, bounded by the CTC n-best;
+- ``"full"``: the utterance's features encoded again with full context, then that beam search: exactly the
+  offline transcript (what ``transcribe`` without ``--stream`` prints for it), at the cost of one more encoder
+  pass over the whole utterance when it ends (the partials are unchanged).
 
-Both use the recogniser's language model and hotwords, if it has them.
+All three use the recogniser's language model and hotwords, if it has them.
 
 Any Transformer or causal-convolution Conformer ASR model streams; one trained with full context
 (``chunk_size: 0``) runs chunk-wise with a WER cost (``benchmarks/streaming.py``), one trained with
@@ -53,7 +56,7 @@ from speechs2s.vad import has_speech
 # encoder frames per chunk by default: 8 x 40 ms = 0.32 s, so that the first partial comes within 0.5 s
 # of speech with the bundled model (benchmarks/results/streaming)
 DEFAULT_CHUNK_SIZE = 8
-FINAL_PASSES = ("beam", "rescore")
+FINAL_PASSES = ("beam", "rescore", "full")
 
 
 class Stream:
@@ -61,7 +64,7 @@ class Stream:
     then :meth:`finish` (the :class:`Transcript`). Made by :meth:`ASR.stream`."""
 
     def __init__(self, asr, chunk_size: int = DEFAULT_CHUNK_SIZE, left_chunks: int = -1, decode: DecodeConfig | None = None,
-                 final: Literal["beam", "rescore"] = "beam"):
+                 final: Literal["beam", "rescore", "full"] = "beam"):
         model = asr.model
         if not hasattr(model, "streaming_context"):
             raise ConfigError(f"streaming needs a Transformer or Conformer ASR model, not {type(model).__name__}")
@@ -72,7 +75,7 @@ class Stream:
         if not getattr(model.config, "causal_conv", True):
             raise ConfigError("streaming a conformer_asr needs a model trained with causal_conv: true")
         if final not in FINAL_PASSES:
-            raise ConfigError(f"final pass must be {' or '.join(FINAL_PASSES)}, got {final!r}")
+            raise ConfigError(f"final pass must be {', '.join(FINAL_PASSES[:-1])} or {FINAL_PASSES[-1]}, got {final!r}")
         self.asr, self.model, self.final = asr, model, final
         self.chunk_size, self.left_chunks = chunk_size, left_chunks
         self.decode = decode or asr.decode
@@ -81,7 +84,7 @@ class Stream:
         self.hop, self.half_window = features.hop_length, features.n_fft // 2
         self.samples = torch.zeros(0)
         self.features = torch.zeros(0, features.n_mels)  # log-mel frames whose STFT window has fully arrived
-        self.enc = torch.zeros(0, model.config.d_model)  # encoder frames of the chunks encoded so far
+        self.enc = torch.zeros(0, model.config.d_model)  # encoder frames of the chunks encoded so far (final "full": all, re-encoded)
         self.beams = None  # CTC prefix beams over self.enc
         self.seconds = 0.0  # processing time so far
 
@@ -115,6 +118,8 @@ class Stream:
         self.samples = F.pad(self.samples, (0, max(0, round(MIN_SECONDS * sample_rate) - len(self.samples))))
         self._add_features(final=True)
         self._encode(final=True)
+        if self.final == "full":
+            self._encode_full_context()
         ids = self._final_tokens()
         text = self.asr.tokenizer.decode(ids)
         if text:
@@ -138,6 +143,13 @@ class Stream:
         lengths = torch.tensor([len(self.enc)], device=self.asr.device)
         return decode_encoded(self.model, enc, lengths, self.decode, eos_id, self.asr.tokenizer.blank_id, self.asr.lm,
                               self.asr.context)[0]
+
+    def _encode_full_context(self) -> None:
+        """Replace the streamed encoder output by the encoding of all the features with full context."""
+        dtype = next(self.model.parameters()).dtype
+        features = self.features[None].to(self.asr.device, dtype)
+        enc, _ = self.model.encode(features, torch.tensor([len(self.features)], device=self.asr.device))
+        self.enc = enc[0].float().cpu()
 
     def _add_features(self, final: bool) -> None:
         """Append the log-mel frames whose centred STFT window lies inside the samples received (all of
