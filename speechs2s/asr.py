@@ -189,14 +189,13 @@ class ASR:
         return self._run([self._input(audio, sample_rate) for audio in inputs], decode or self.decode, progress, context)
 
     def stream(self, chunk_size: int | None = None, left_chunks: int = -1, decode: DecodeConfig | None = None,
-               final: str = "beam"):
+               final: str = "full"):
         """A :class:`~speechs2s.decode.stream.Stream` for one utterance arriving block by block:
         ``accept(samples) -> partial text``, ``finish() -> Transcript``. ``chunk_size``: encoder frames per
         chunk (×4 subsampling: 40 ms each; default 8), ``left_chunks``: earlier chunks each frame sees (-1: all);
-        ``decode``: the search of partials (``beam_size``) and of the final pass; ``final``: ``"beam"`` (joint
-        attention/CTC beam search over the streamed encoder output), ``"rescore"`` (attention rescoring of the
-        CTC n-best, WeNet's) or ``"full"`` (the utterance encoded again with full context, then the beam search:
-        the offline transcript)."""
+        ``decode``: the search of partials (``beam_size``) and of the final pass; ``final``: ``"full"`` (the utterance
+        encoded again with full context, then the beam search: the offline transcript), ``"beam"`` (that search over
+        the streamed encoder output) or ``"rescore"`` (attention rescoring of the CTC n-best, WeNet's)."""
         from speechs2s.decode.stream import DEFAULT_CHUNK_SIZE, Stream
 
         return Stream(self, DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, left_chunks, decode, final)

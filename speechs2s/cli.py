@@ -275,10 +275,10 @@ def _check_stems(pairs: list[tuple[object, str | None]]) -> None:
               help="--stream: encoder frames per chunk (40 ms each at x4 subsampling): latency against accuracy.")
 @click.option("--left-chunks", type=click.IntRange(min=-1), default=-1, show_default=True,
               help="--stream: earlier chunks each frame attends to (-1: all).")
-@click.option("--final", type=click.Choice(["beam", "rescore", "full"]), default="beam", show_default=True,
-              help="--stream: final pass: joint attention/CTC beam search over the streamed encoder output, "
-                   "attention rescoring of its CTC n-best (cheaper, less accurate), or full: the utterance encoded "
-                   "again with full context, then the beam search (the offline text; one more encoder pass at the end).")
+@click.option("--final", type=click.Choice(["full", "beam", "rescore"]), default="full", show_default=True,
+              help="--stream: final pass: full, the utterance encoded again with full context, then the joint "
+                   "attention/CTC beam search (the offline text; one more encoder pass at the end); beam, that search "
+                   "over the streamed encoder output; rescore, attention rescoring of its CTC n-best (cheapest, worst).")
 @click.option("--no-pace", is_flag=True, help="--stream: read a file as fast as it decodes, not in real time.")
 def transcribe(inputs, model_name, beam, ctc_weight, lm, lm_weight, length_bonus, hotwords, hotwords_file,
                hotword_bonus, device, threads, as_json, output_format, output_dir, stream, chunk_size, left_chunks,

@@ -103,7 +103,7 @@ def test_streaming_equals_chunkwise_offline_decode(asr, speech, chunk_size, left
 def test_streaming_needs_a_ctc_head_and_chunks(asr):
     with pytest.raises(ConfigError, match="chunk_size >= 1"):
         asr.stream(chunk_size=0)
-    with pytest.raises(ConfigError, match="final pass must be beam, rescore or full"):
+    with pytest.raises(ConfigError, match="final pass must be full, beam or rescore"):
         asr.stream(final="best")
     for name, options in [("transformer_asr", {"ctc_weight": 0.0}), ("lstm_asr", {})]:
         other = ASR(build_model(name, {**({} if name == "lstm_asr" else TINY), "vocab_size": 20, **options}),

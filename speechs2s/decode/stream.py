@@ -16,13 +16,15 @@ offline decode of ``model.encode(..., chunk_size, left_chunks)``.
 
 The final text comes from a second pass, ``final``:
 
-- ``"beam"`` (default): the joint attention/CTC beam search of offline decoding (``decode_encoded``) over the
-  streamed encoder output; on the bundled model it loses far less to full context than rescoring;
+- ``"full"`` (default): the utterance's features encoded again with full context, then the joint attention/CTC
+  beam search of offline decoding (``decode_encoded``): exactly the offline transcript (what ``transcribe``
+  without ``--stream`` prints for it), for one more encoder pass over the utterance when it ends (the bundled
+  model: +0.04 s median final-word latency at chunk 8, ``benchmarks/results/streaming/streaming-20261129-165229.json``
+  against ``-165051.json``); the partials are unchanged;
+- ``"beam"``: that beam search over the streamed encoder output; it loses what chunking costs the encoder (the
+  bundled model: +12% relative WER at chunk 8 on joe-lj dev LJ002-0076..0150);
 - ``"rescore"``: WeNet's attention rescoring of the CTC prefix beam search's n-best (:func:`two_pass_decode`
-  offline) over the streamed encoder output: cheaper at the end of an utterance, bounded by the CTC n-best;
-- ``"full"``: the utterance's features encoded again with full context, then that beam search: exactly the
-  offline transcript (what ``transcribe`` without ``--stream`` prints for it), at the cost of one more encoder
-  pass over the whole utterance when it ends (the partials are unchanged).
+  offline) over the streamed encoder output: cheaper at the end of an utterance, bounded by the CTC n-best.
 
 All three use the recogniser's language model and hotwords, if it has them.
 
@@ -56,7 +58,7 @@ from speechs2s.vad import has_speech
 # encoder frames per chunk by default: 8 x 40 ms = 0.32 s, so that the first partial comes within 0.5 s
 # of speech with the bundled model (benchmarks/results/streaming)
 DEFAULT_CHUNK_SIZE = 8
-FINAL_PASSES = ("beam", "rescore", "full")
+FINAL_PASSES = ("full", "beam", "rescore")
 
 
 class Stream:
@@ -64,7 +66,7 @@ class Stream:
     then :meth:`finish` (the :class:`Transcript`). Made by :meth:`ASR.stream`."""
 
     def __init__(self, asr, chunk_size: int = DEFAULT_CHUNK_SIZE, left_chunks: int = -1, decode: DecodeConfig | None = None,
-                 final: Literal["beam", "rescore", "full"] = "beam"):
+                 final: Literal["full", "beam", "rescore"] = "full"):
         model = asr.model
         if not hasattr(model, "streaming_context"):
             raise ConfigError(f"streaming needs a Transformer or Conformer ASR model, not {type(model).__name__}")
