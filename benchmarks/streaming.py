@@ -136,15 +136,15 @@ def main():
             if words:
                 first = next((clock for clock, partial in run["partials"] if partial), run["done"])
                 first_partial.append(first - words[0][0])
-        final_wer = wer(refs, finals)
+        final_wer, rescore_wer = wer(refs, finals), rescored and wer(refs, rescored)
         results[f"stream_chunk{chunk_size}"] = {
             "chunk_seconds": round(chunk_size * asr.model.subsampling.factor * asr.features.hop_length
                                    / asr.features.sample_rate, 3),
             f"wer_{args.final}_final": round(final_wer, 4),
             f"wer_{args.final}_final_relative_to_full_context": round(final_wer / results["full_context_beam"]["wer"] - 1, 3),
-            **({"wer_rescore_final": round(wer(refs, rescored), 4),
+            **({"wer_rescore_final": round(rescore_wer, 4),
                 "wer_rescore_final_relative_to_full_context":
-                    round(wer(refs, rescored) / results["full_context_two_pass"]["wer"] - 1, 3)} if rescored else {}),
+                    round(rescore_wer / results["full_context_two_pass"]["wer"] - 1, 3)} if rescored else {}),
             "first_partial_latency_s": summary(first_partial),
             "partial_word_latency_s": summary(partial_latency),
             "final_word_latency_s": summary(final_latency),

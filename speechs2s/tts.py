@@ -8,7 +8,6 @@ Long text is split into sentences (:func:`speechs2s.decode.tts.split_sentences`)
 batches and joined with short pauses; :meth:`TTS.synthesize_to_file` streams it to disk, so memory
 stays bounded whatever the length of the text.
 """
-import dataclasses
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -65,15 +64,16 @@ class TTS:
 
     def synthesize_sentences(self, text: str, pitch: float = 0.0) -> Iterator[Utterance]:
         """Synthesize ``text`` sentence by sentence (batched), in order; ``pitch``: semitones up."""
-        return self._synthesize(self.sentences(text), dataclasses.replace(self.config, pitch_shift=pitch))
+        return self._synthesize(self.sentences(text), pitch)
 
-    def _synthesize(self, sentences: list[str], config: SynthesisConfig) -> Iterator[Utterance]:
+    def _synthesize(self, sentences: list[str], pitch: float) -> Iterator[Utterance]:
+        """Mels of ``sentences`` with ``self.config``, vocoded, then ``pitch`` semitones shifted (:func:`shift_pitch`)."""
         token_lists = [self.tokenizer.encode(sentence) for sentence in sentences]
-        outputs = synthesize_sequences(self.model, token_lists, self.batch_size, config)
+        outputs = synthesize_sequences(self.model, token_lists, self.batch_size, self.config)
         for sentence, (mel, alignment) in zip(sentences, outputs):
             wav = self.vocoder.generate(mel).float().cpu()
-            if config.pitch_shift:
-                wav = shift_pitch(wav, self.sample_rate, config.pitch_shift)
+            if pitch:
+                wav = shift_pitch(wav, self.sample_rate, pitch)
             yield Utterance(sentence, wav.numpy(), mel, alignment)
 
     def _joined(self, wavs: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
@@ -107,11 +107,10 @@ class TTS:
         from tqdm import tqdm
 
         sentences = self.sentences(text)  # raises before the file is created
-        config = dataclasses.replace(self.config, pitch_shift=pitch)
         alignments = []
 
         def wavs():
-            for utterance in tqdm(self._synthesize(sentences, config), total=len(sentences), unit="sentence", disable=not progress):
+            for utterance in tqdm(self._synthesize(sentences, pitch), total=len(sentences), unit="sentence", disable=not progress):
                 if len(alignments) < plot_sentences:
                     alignments.append(utterance.alignment.float().cpu())
                 yield utterance.wav

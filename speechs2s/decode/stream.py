@@ -86,7 +86,7 @@ class Stream:
         self.hop, self.half_window = features.hop_length, features.n_fft // 2
         self.samples = torch.zeros(0)
         self.features = torch.zeros(0, features.n_mels)  # log-mel frames whose STFT window has fully arrived
-        self.enc = torch.zeros(0, model.config.d_model)  # encoder frames of the chunks encoded so far (final "full": all, re-encoded)
+        self.enc = torch.zeros(0, model.config.d_model)  # encoder frames of the chunks encoded so far
         self.beams = None  # CTC prefix beams over self.enc
         self.seconds = 0.0  # processing time so far
 
@@ -120,8 +120,8 @@ class Stream:
         self.samples = F.pad(self.samples, (0, max(0, round(MIN_SECONDS * sample_rate) - len(self.samples))))
         self._add_features(final=True)
         self._encode(final=True)
-        if self.final == "full":
-            self._encode_full_context()
+        if self.final == "full":  # the streamed encoder output gives way to the offline one
+            self.enc = self._run_encoder(self.features).float().cpu()
         ids = self._final_tokens()
         text = self.asr.tokenizer.decode(ids)
         if text:
@@ -146,12 +146,13 @@ class Stream:
         return decode_encoded(self.model, enc, lengths, self.decode, eos_id, self.asr.tokenizer.blank_id, self.asr.lm,
                               self.asr.context)[0]
 
-    def _encode_full_context(self) -> None:
-        """Replace the streamed encoder output by the encoding of all the features with full context."""
+    def _run_encoder(self, features: torch.Tensor, chunk_size: int | None = None, left_chunks: int | None = None,
+                     offset: int = 0) -> torch.Tensor:
+        """Encoder output ``(T', D)`` of log-mel frames ``(T, M)`` on the recogniser's device and dtype (chunking
+        and ``offset`` as :meth:`TransformerASR.encode`; ``None``: the model's own, full context when trained so)."""
         dtype = next(self.model.parameters()).dtype
-        features = self.features[None].to(self.asr.device, dtype)
-        enc, _ = self.model.encode(features, torch.tensor([len(self.features)], device=self.asr.device))
-        self.enc = enc[0].float().cpu()
+        lengths = torch.tensor([len(features)], device=self.asr.device)
+        return self.model.encode(features[None].to(self.asr.device, dtype), lengths, chunk_size, left_chunks, offset)[0][0]
 
     def _add_features(self, final: bool) -> None:
         """Append the log-mel frames whose centred STFT window lies inside the samples received (all of
@@ -180,10 +181,7 @@ class Stream:
         first = 0 if self.past_frames is None else max(0, done - self.past_frames)  # a chunk start
         factor = subsampling.factor
         window = self.features[first * factor : (ready - 1) * factor + subsampling.receptive_field]
-        dtype = next(self.model.parameters()).dtype
-        enc, _ = self.model.encode(window[None].to(self.asr.device, dtype), torch.tensor([len(window)], device=self.asr.device),
-                                   self.chunk_size, self.left_chunks, offset=first)
-        new = enc[0, done - first : ready - first]
+        new = self._run_encoder(window, self.chunk_size, self.left_chunks, first)[done - first : ready - first]
         self.enc = torch.cat([self.enc, new.float().cpu()])
         log_probs = self.model.ctc_log_probs(new[None])[0].cpu()
         self.beams = ctc_prefix_beams(log_probs, self.decode.beam_size, self.asr.tokenizer.blank_id, self.beams)

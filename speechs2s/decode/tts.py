@@ -40,7 +40,6 @@ class SynthesisConfig:
     stall_frames: int = 40  # frames without progress before the position is pushed one token
     end_frames: int = 40  # frames on the last token before the item ends without a stop token
     duration_scale: float = 1.0  # > 1 speaks slower: FastSpeech scales its durations, attention models stretch their mels
-    pitch_shift: float = 0.0  # semitones, applied to the waveform (speechs2s.pitch.shift_pitch: timing and formants kept)
 
 
 @dataclass

@@ -193,7 +193,8 @@ class FastSpeech(TransformerTextEncoder, AcousticModel):
     def generate(self, tokens: torch.Tensor, token_lengths: torch.Tensor, duration_scale: float = 1.0):
         """Synthesis in one pass: ``tokens (B, L)`` -> ``(mels (B, T, M)`` log-mel, ``lengths (B,)``
         frames, ``alignment (B, S, L)`` one-hot). ``duration_scale`` > 1 speaks slower; an item
-        always gets at least one decoder step. A flow redraws the postnet's output with noise of a fixed seed, so the same text gives the same mels."""
+        always gets at least one decoder step. A flow redraws the postnet's output with noise of a fixed seed, so
+        the same text gives the same mels."""
         memory, predicted = self.predict_variances(self.encode(tokens, token_lengths), token_lengths)
         frames = torch.expm1(predicted["duration"]).clamp(min=0) * duration_scale
         frames = frames * sequence_mask(token_lengths, tokens.size(1))
