@@ -50,6 +50,7 @@ from speechs2s.vad import VADConfig, file_frame_levels, frame_levels, has_speech
 # a file (path or seekable binary file object), or a waveform: mono (T,), float in [-1, 1], with its sample_rate
 Audio = AudioSource | np.ndarray | torch.Tensor
 MIN_SECONDS = 0.1  # shorter pieces are padded with silence (the encoders need a few frames)
+DEFAULT_ENDPOINT_SILENCE = 1.0  # seconds of pause after text that end a streamed segment (WeNet's rule 2)
 OWN_LM_DIR = "lm"  # a checkpoint folder's own language model (load_asr(lm="auto"))
 
 
@@ -189,16 +190,18 @@ class ASR:
         return self._run([self._input(audio, sample_rate) for audio in inputs], decode or self.decode, progress, context)
 
     def stream(self, chunk_size: int | None = None, left_chunks: int = -1, decode: DecodeConfig | None = None,
-               final: str = "full"):
-        """A :class:`~speechs2s.decode.stream.Stream` for one utterance arriving block by block:
+               final: str = "full", endpoint_silence: float | None = DEFAULT_ENDPOINT_SILENCE):
+        """A :class:`~speechs2s.decode.stream.Stream` for audio arriving block by block:
         ``accept(samples) -> partial text``, ``finish() -> Transcript``. ``chunk_size``: encoder frames per
         chunk (×4 subsampling: 40 ms each; default 8), ``left_chunks``: earlier chunks each frame sees (-1: all);
-        ``decode``: the search of partials (``beam_size``) and of the final pass; ``final``: ``"full"`` (the utterance
+        ``decode``: the search of partials (``beam_size``) and of the final pass; ``final``: ``"full"`` (the segment
         encoded again with full context, then the beam search: the offline transcript), ``"beam"`` (that search over
-        the streamed encoder output) or ``"rescore"`` (attention rescoring of the CTC n-best, WeNet's)."""
+        the streamed encoder output) or ``"rescore"`` (attention rescoring of the CTC n-best, WeNet's);
+        ``endpoint_silence``: seconds of pause after text that end a segment (``stream.segments``; None: one utterance)."""
         from speechs2s.decode.stream import DEFAULT_CHUNK_SIZE, Stream
 
-        return Stream(self, DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, left_chunks, decode, final)
+        return Stream(self, DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, left_chunks, decode, final,
+                      endpoint_silence)
 
     def _input(self, audio: Audio, sample_rate: int | None) -> _Input:
         """A file as is; a waveform checked and resampled to the model's rate."""

@@ -11,6 +11,7 @@ from speechs2s.errors import ConfigError, SpeechS2SError
 
 DEFAULT_HOTWORD_BONUS = 5.0  # speechs2s.decode.hotwords.DEFAULT_BONUS (not imported: keeps --help fast)
 DEFAULT_BEAM = 12  # speechs2s.decode.asr.DecodeConfig.beam_size (not imported, likewise)
+DEFAULT_ENDPOINT_SILENCE = 1.0  # speechs2s.asr.DEFAULT_ENDPOINT_SILENCE (not imported, likewise)
 THREADS_HELP = "CPU threads for torch (default: one per core that no other process keeps busy)."
 
 
@@ -279,10 +280,13 @@ def _check_stems(pairs: list[tuple[object, str | None]]) -> None:
               help="--stream: final pass: full, the utterance encoded again with full context, then the joint "
                    "attention/CTC beam search (the offline text; one more encoder pass at the end); beam, that search "
                    "over the streamed encoder output; rescore, attention rescoring of its CTC n-best (cheapest, worst).")
+@click.option("--endpoint-silence", type=click.FloatRange(min=0), default=DEFAULT_ENDPOINT_SILENCE, show_default=True,
+              help="--stream: seconds of pause after speech that end a segment (its final text is printed, and "
+                   "the stream goes on with a fresh one); 0: the whole stream is one utterance.")
 @click.option("--no-pace", is_flag=True, help="--stream: read a file as fast as it decodes, not in real time.")
 def transcribe(inputs, model_name, beam, ctc_weight, lm, lm_weight, length_bonus, hotwords, hotwords_file,
                hotword_bonus, device, threads, as_json, output_format, output_dir, stream, chunk_size, left_chunks,
-               final, no_pace):
+               final, endpoint_silence, no_pace):
     """Transcribe audio INPUTS: files (any format soundfile reads), folders (their audio files,
     recursively) or - (audio bytes on stdin). Long files are split at silences.
 
@@ -308,7 +312,8 @@ def transcribe(inputs, model_name, beam, ctc_weight, lm, lm_weight, length_bonus
             raise SpeechS2SError("--stream takes one input (a file or -) and no --output-format or --output-dir")
         asr, decode = _load_recognizer(model_name, beam, ctc_weight, lm, lm_weight, length_bonus, device, threads,
                                        hotwords, hotwords_file, hotword_bonus)
-        _transcribe_stream(asr.stream(chunk_size, left_chunks, decode, final), inputs[0], as_json, pace=not no_pace)
+        _transcribe_stream(asr.stream(chunk_size, left_chunks, decode, final, endpoint_silence or None), inputs[0],
+                           as_json, pace=not no_pace)
         return
 
     from speechs2s.asr import Transcript
@@ -349,7 +354,8 @@ def transcribe(inputs, model_name, beam, ctc_weight, lm, lm_weight, length_bonus
 def _transcribe_stream(stream, source: str, as_json: bool, pace: bool) -> None:
     """Feed ``source`` (a file, or - for raw PCM on stdin) to a :class:`~speechs2s.decode.stream.Stream`,
     printing each new partial text (over the last one on a terminal, as ``partial: text`` lines
-    otherwise), then the final text (or its JSON)."""
+    otherwise) and each segment's final text as it ends (a line of its own; ``final: text`` off a terminal),
+    or, with ``as_json``, the whole transcript's JSON at the end."""
     import json
 
     from speechs2s.audio import iter_audio_blocks
@@ -362,9 +368,18 @@ def _transcribe_stream(stream, source: str, as_json: bool, pace: bool) -> None:
     else:
         blocks = iter_audio_blocks(source, 0.1, sample_rate)
         blocks = paced(blocks, sample_rate) if pace else blocks
-    terminal, shown = sys.stdout.isatty(), ""
+    terminal, shown, ended = sys.stdout.isatty(), "", 0
+
+    def show_ended() -> None:
+        nonlocal shown, ended
+        for segment in stream.segments[ended:]:
+            if not as_json:
+                click.echo(f"\r\033[K{segment.text}" if terminal else f"final: {segment.text}")
+            shown, ended = "", ended + 1
+
     for block in blocks:
         partial = stream.accept(block)
+        show_ended()
         if partial != shown:
             click.echo(f"\r\033[K{partial}" if terminal else f"partial: {partial}", nl=not terminal)
             shown = partial
@@ -372,10 +387,9 @@ def _transcribe_stream(stream, source: str, as_json: bool, pace: bool) -> None:
     transcript.source = "<stdin>" if source == "-" else source
     if terminal:
         click.echo("\r\033[K", nl=False)
+    show_ended()
     if as_json:
         click.echo(json.dumps(transcript_dict(transcript), indent=2, ensure_ascii=False))
-    else:
-        click.echo(transcript.text if terminal else f"final: {transcript.text}")
 
 
 @main.command()

@@ -156,3 +156,40 @@ def test_cli_stream_file_and_stdin(asr, speech, tmp_path):
     assert result.exit_code == 1 and result.stderr.startswith("error: --stream takes one input")
     result = CliRunner().invoke(main, ["transcribe", "--stream", "--no-pace", str(tmp_path / "missing.wav")])
     assert result.exit_code == 1 and result.stderr.startswith("error: ") and "Traceback" not in result.output
+
+
+def test_stream_ends_segments_at_pauses(asr, corpora):
+    """A long stream is cut at its pauses: each segment gets its own final pass and its times in the stream,
+    a long silence is dropped, and the encoder holds one segment at most."""
+    first, second = (load_audio(corpora / f"joe-lj/dev/wavs/LJ002-00{n}.ogg", 16000) for n in (76, 77))
+    torch.manual_seed(0)
+    pauses = [torch.randn(round(seconds * 16000)) * 1e-3 for seconds in (7.0, 1.5, 1.5)]  # faint noise
+    wav = torch.cat([pauses[0], first, pauses[1], second, pauses[2]])
+    stream, longest, ended = asr.stream(), 0, []
+    for i in range(0, len(wav), 1600):
+        stream.accept(wav[i : i + 1600])
+        longest, ended = max(longest, len(stream.enc)), ended + [len(stream.segments)]
+    transcript = stream.finish()
+    assert [len(segment.text.split()) for segment in transcript.segments] == [8, 17]
+    assert "twelve" in transcript.segments[0].text and "bedding" in transcript.segments[1].text
+    assert transcript.text == " ".join(segment.text for segment in transcript.segments)
+    one, two = transcript.segments
+    second_start = 7.0 + len(first) / 16000 + 1.5
+    assert 2.0 < one.start < 7.0 <= one.words[0].start and one.end < second_start <= two.words[0].start + 0.1
+    assert two.words[-1].end <= two.end <= transcript.duration == len(wav) / 16000
+    assert ended.index(1) < ended.index(2) < len(ended) - 1  # each ended while the audio went on, 1 s after it
+    assert longest * stream.frame_seconds < 8.0  # never the whole 15.9 s
+    whole = asr.stream(endpoint_silence=None)
+    whole.accept(wav)  # one block: taken a chunk at a time
+    assert len(whole.finish().segments) == 1 and len(whole.enc) * whole.frame_seconds > 15
+
+
+def test_stream_cuts_a_segment_at_the_longest_length(asr, speech):
+    short = ASR(asr.model, asr.tokenizer, asr.features, "cpu", max_segment_seconds=1.0)
+    stream = short.stream()
+    stream.accept(load_audio(speech, 16000))  # 2.9 s in one block
+    segments = stream.finish().segments
+    chunk = stream.chunk_size * stream.frame_seconds  # the length is checked chunk by chunk
+    assert len(segments) >= 2 and all(segment.end - segment.start <= 1.0 + chunk for segment in segments)
+    with pytest.raises(ConfigError, match="endpoint_silence"):
+        asr.stream(endpoint_silence=0)

@@ -2,8 +2,8 @@
 
 >>> stream = load_asr("default").stream(chunk_size=8)
 >>> for block in blocks:                 # float samples (n,) at the model's rate, any block size
-...     print(stream.accept(block))      # partial text: CTC prefix beam search over the frames so far
->>> stream.finish().text                 # final text: a second pass over the whole utterance
+...     print(stream.accept(block))      # partial text: CTC prefix beam search over the segment's frames so far
+>>> stream.finish().text                 # final text: a second pass over each segment (stream.segments)
 
 The encoder runs chunk-wise (``chunk_size`` encoder frames of 40 ms at ×4 subsampling, each frame
 attending to its chunk and ``left_chunks`` chunks before it; see :meth:`TransformerASR.attention_chunks`):
@@ -28,6 +28,13 @@ The final text comes from a second pass, ``final``:
 
 All three use the recogniser's language model and hotwords, if it has them.
 
+A live stream is cut into segments at pauses (WeNet's endpoint rules), so that a microphone left on
+for an hour costs what its last segment costs: the segment ends, and gets its final pass, once its encoder
+frames have been CTC blank for ``endpoint_silence`` seconds (default 1 s) after some text, or for
+``IDLE_SECONDS`` without any (that audio is dropped untranscribed), or once it is the recogniser's
+``vad.max_segment_seconds`` long (20 s, as offline). It is cut in the middle of its trailing blank run, so the
+next segment starts with half of that pause. ``endpoint_silence=None`` decodes the whole stream as one utterance.
+
 Any Transformer or causal-convolution Conformer ASR model streams; one trained with full context
 (``chunk_size: 0``) runs chunk-wise with a WER cost (``benchmarks/streaming.py``), one trained with
 ``dynamic_chunk_training`` at little cost.
@@ -40,7 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from speechs2s.asr import MIN_SECONDS, Segment, Transcript, _Piece
+from speechs2s.asr import DEFAULT_ENDPOINT_SILENCE, MIN_SECONDS, Segment, Transcript, _Piece
 from speechs2s.decode.align import align_tokens
 from speechs2s.decode.asr import (
     DecodeConfig,
@@ -59,14 +66,18 @@ from speechs2s.vad import has_speech
 # of speech with the bundled model (benchmarks/results/streaming)
 DEFAULT_CHUNK_SIZE = 8
 FINAL_PASSES = ("full", "beam", "rescore")
+IDLE_SECONDS = 5.0  # seconds of blank without text that end a segment, dropped (WeNet's rule 1)
+BLANK_PROBABILITY = 0.8  # an encoder frame is a pause when its CTC blank probability is above this
 
 
 class Stream:
-    """One utterance decoded as its audio arrives: :meth:`accept` blocks of samples (partial text back),
-    then :meth:`finish` (the :class:`Transcript`). Made by :meth:`ASR.stream`."""
+    """Audio decoded as it arrives: :meth:`accept` blocks of samples (the current segment's partial text
+    back; ``segments``: those ended at pauses so far), then :meth:`finish` (the :class:`Transcript`). Made by
+    :meth:`ASR.stream`."""
 
     def __init__(self, asr, chunk_size: int = DEFAULT_CHUNK_SIZE, left_chunks: int = -1, decode: DecodeConfig | None = None,
-                 final: Literal["full", "beam", "rescore"] = "full"):
+                 final: Literal["full", "beam", "rescore"] = "full",
+                 endpoint_silence: float | None = DEFAULT_ENDPOINT_SILENCE):
         model = asr.model
         if not hasattr(model, "streaming_context"):
             raise ConfigError(f"streaming needs a Transformer or Conformer ASR model, not {type(model).__name__}")
@@ -78,45 +89,93 @@ class Stream:
             raise ConfigError("streaming a conformer_asr needs a model trained with causal_conv: true")
         if final not in FINAL_PASSES:
             raise ConfigError(f"final pass must be {', '.join(FINAL_PASSES[:-1])} or {FINAL_PASSES[-1]}, got {final!r}")
+        if endpoint_silence is not None and endpoint_silence <= 0:
+            raise ConfigError(f"endpoint_silence must be positive seconds (or None), got {endpoint_silence}")
         self.asr, self.model, self.final = asr, model, final
         self.chunk_size, self.left_chunks = chunk_size, left_chunks
         self.decode = decode or asr.decode
+        self.endpoint_silence = endpoint_silence
         self.past_frames = model.streaming_context(chunk_size, left_chunks)  # encoder frames re-encoded, None: all
-        features = asr.features
-        self.hop, self.half_window = features.hop_length, features.n_fft // 2
-        self.samples = torch.zeros(0)
-        self.features = torch.zeros(0, features.n_mels)  # log-mel frames whose STFT window has fully arrived
-        self.enc = torch.zeros(0, model.config.d_model)  # encoder frames of the chunks encoded so far
-        self.beams = None  # CTC prefix beams over self.enc
+        self.hop, self.half_window = asr.features.hop_length, asr.features.n_fft // 2
+        self.frame_seconds = model.subsampling.factor * self.hop / asr.features.sample_rate  # per encoder frame
+        self.segments = []  # Segments ended at pauses so far
         self.seconds = 0.0  # processing time so far
+        self._start_segment(torch.zeros(0), 0.0)
+
+    def _start_segment(self, samples: torch.Tensor, offset: float) -> None:
+        """Begin a segment at ``offset`` seconds into the stream with the ``samples (n,)`` received after it."""
+        self.offset = offset
+        self.samples = samples
+        self.features = torch.zeros(0, self.asr.features.n_mels)  # log-mel frames whose STFT window has fully arrived
+        self.enc = torch.zeros(0, self.model.config.d_model)  # encoder frames of the chunks encoded so far
+        self.beams = None  # CTC prefix beams over self.enc
+        self.blank_run = 0  # trailing encoder frames that are CTC blank (a pause)
 
     @property
     def partial(self) -> str:
-        """The best CTC prefix so far, as text."""
+        """The best CTC prefix of the current segment so far, as text."""
         return self.asr.tokenizer.decode(list(next(iter(self.beams)))) if self.beams else ""
 
     @torch.no_grad()
     def accept(self, samples) -> str:
         """Add float samples ``(n,)`` in [-1, 1] at the model's sample rate; encode every chunk whose audio
-        is complete and return the partial text."""
+        is complete, end the segment at a pause (see the module docstring) and return the partial text.
+        A long block is taken a chunk of audio at a time, exactly as if it had arrived so."""
         began = time.perf_counter()
         samples = torch.as_tensor(samples, dtype=torch.float32).reshape(-1)
-        self.samples = torch.cat([self.samples, samples])
-        self._add_features(final=False)
-        self._encode(final=False)
+        step = self.chunk_size * self.model.subsampling.factor * self.hop
+        for start in range(0, len(samples), step):
+            self.samples = torch.cat([self.samples, samples[start : start + step]])
+            self._add_features(final=False)
+            self._encode(final=False)
+            while (cut := self._endpoint()) is not None:
+                self._end_segment(cut)
         self.seconds += time.perf_counter() - began
         return self.partial
 
     @torch.no_grad()
     def finish(self):
         """End of the audio: encode the rest, run the ``final`` pass (see the module docstring) and return
-        the :class:`Transcript` (one segment with timed words; empty, as offline, for audio without voice activity)."""
+        the :class:`Transcript`: the segments with timed words (none, as offline, for audio without voice activity)."""
         began = time.perf_counter()
+        duration = self.offset + len(self.samples) / self.asr.features.sample_rate
+        self._close_segment()
+        transcript = Transcript("<stream>", " ".join(segment.text for segment in self.segments), list(self.segments),
+                                duration)
+        self.seconds += time.perf_counter() - began
+        transcript.seconds = self.seconds
+        return transcript
+
+    def _endpoint(self) -> int | None:
+        """The encoder frame at which the current segment ends now (the middle of its trailing pause), or None."""
+        if self.endpoint_silence is None or not len(self.enc):
+            return None
+        pause = self.blank_run * self.frame_seconds
+        if ((self.partial and pause >= self.endpoint_silence) or pause >= IDLE_SECONDS
+                or len(self.enc) * self.frame_seconds >= self.asr.vad.max_segment_seconds):
+            return len(self.enc) - self.blank_run // 2
+        return None
+
+    def _end_segment(self, cut: int) -> None:
+        """End the current segment at encoder frame ``cut``: its final pass when it has text (otherwise its
+        audio is dropped), then a new segment with the samples after it, encoded as far as they go."""
+        end = cut * self.model.subsampling.factor * self.hop
+        rest, offset = self.samples[end:], self.offset + end / self.asr.features.sample_rate
+        if self.partial:
+            self.samples = self.samples[:end]
+            self.features = self.features[: max(0, (end - self.half_window - 1) // self.hop + 1)]
+            self.enc = self.enc[:cut]
+            self._close_segment()
+        self._start_segment(rest, offset)
+        self._add_features(final=False)
+        self._encode(final=False)
+
+    def _close_segment(self) -> None:
+        """Encode the rest of the current segment and run the ``final`` pass; a segment with text joins ``segments``."""
         sample_rate = self.asr.features.sample_rate
         duration = len(self.samples) / sample_rate
-        transcript = Transcript("<stream>", duration=duration)
         if not len(self.samples) or not has_speech(self.samples, sample_rate, self.asr.vad):
-            return transcript
+            return
         self.samples = F.pad(self.samples, (0, max(0, round(MIN_SECONDS * sample_rate) - len(self.samples))))
         self._add_features(final=True)
         self._encode(final=True)
@@ -128,12 +187,9 @@ class Stream:
             log_probs = self.model.ctc_log_probs(self.enc[None])[0]
             spans = align_tokens(log_probs, ids, self.asr.tokenizer.blank_id)
             frame_seconds = len(self.features) * self.hop / sample_rate / len(self.enc)
-            words = self.asr._words(ids, spans, self.samples, _Piece(0, 0.0, duration, False), frame_seconds)
-            transcript.segments = [Segment(0.0, duration, text, words)]
-            transcript.text = text
-        self.seconds += time.perf_counter() - began
-        transcript.seconds = self.seconds
-        return transcript
+            piece = _Piece(0, self.offset, self.offset + duration, False)
+            words = self.asr._words(ids, spans, self.samples, piece, frame_seconds)
+            self.segments.append(Segment(piece.start, piece.end, text, words))
 
     def _final_tokens(self) -> list[int]:
         """The tokens of the final pass over ``self.enc``."""
@@ -185,6 +241,8 @@ class Stream:
         self.enc = torch.cat([self.enc, new.float().cpu()])
         log_probs = self.model.ctc_log_probs(new[None])[0].cpu()
         self.beams = ctc_prefix_beams(log_probs, self.decode.beam_size, self.asr.tokenizer.blank_id, self.beams)
+        speech = (log_probs[:, self.asr.tokenizer.blank_id].exp() <= BLANK_PROBABILITY).nonzero()
+        self.blank_run = self.blank_run + len(new) if not len(speech) else len(new) - 1 - int(speech[-1])
 
 
 @torch.no_grad()
