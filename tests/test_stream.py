@@ -6,7 +6,7 @@ import torch
 from click.testing import CliRunner
 
 from speechs2s.asr import ASR, load_asr
-from speechs2s.audio import load_audio
+from speechs2s.audio import load_audio, save_audio
 from speechs2s.cli import main
 from speechs2s.decode.asr import decode_encoded
 from speechs2s.decode.stream import two_pass_decode
@@ -193,3 +193,16 @@ def test_stream_cuts_a_segment_at_the_longest_length(asr, speech):
     assert len(segments) >= 2 and all(segment.end - segment.start <= 1.0 + chunk for segment in segments)
     with pytest.raises(ConfigError, match="endpoint_silence"):
         asr.stream(endpoint_silence=0)
+
+
+def test_cli_stream_prints_a_final_line_per_segment(corpora, tmp_path):
+    first, second = (load_audio(corpora / f"joe-lj/dev/wavs/LJ002-00{n}.ogg", 16000) for n in (76, 78))
+    path = tmp_path / "two.wav"
+    save_audio(path, torch.cat([first, torch.zeros(24000), second]), 16000)
+    result = CliRunner().invoke(main, ["transcribe", "--stream", "--no-pace", str(path), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    finals = [i for i, line in enumerate(result.stdout.splitlines()) if line.startswith("final: ")]
+    assert len(finals) == 2 and finals[1] > finals[0] + 1  # partials of the second sentence between the two
+    assert "twelve" in result.stdout.splitlines()[finals[0]]
+    result = CliRunner().invoke(main, ["transcribe", "--stream", "--no-pace", "--endpoint-silence", "0", str(path)])
+    assert sum(line.startswith("final: ") for line in result.stdout.splitlines()) == 1
