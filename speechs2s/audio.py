@@ -9,9 +9,8 @@ import contextlib
 import functools
 import math
 import os
-import shutil
+import struct
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
@@ -181,19 +180,47 @@ WRITE_FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("
                  "mp3": ("MP3", "MPEG_LAYER_III")}
 
 
+class StreamedWav:
+    """16-bit PCM WAV written to a binary ``stream`` as the samples come: ``write(samples (T,) or (T, channels)
+    float in [-1, 1])`` sends and flushes them at once, ``frames`` counts them. The header gives the length as
+    unknown (0xFFFFFFFF), which players and libsndfile read as "up to the end of the stream", so that
+    ``speak ... -o - | aplay`` starts with the first sentences (Piper's ``--output-raw`` habit)."""
+
+    def __init__(self, stream: BinaryIO, sample_rate: int, channels: int = 1):
+        self.stream, self.channels, self.frames = stream, channels, 0
+        unknown = struct.pack("<I", 0xFFFFFFFF)
+        fmt = struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, 2 * channels * sample_rate, 2 * channels, 16)
+        self._send(b"RIFF" + unknown + b"WAVEfmt " + fmt + b"data" + unknown)
+
+    def write(self, samples: np.ndarray) -> None:
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1, self.channels)
+        self._send((np.clip(samples, -1.0, 1.0) * 32767).round().astype("<i2").tobytes())
+        self.frames += len(samples)
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.stream.write(data)
+            self.stream.flush()
+        except BrokenPipeError:
+            raise AudioError("<stdout>: the program reading the audio stopped reading") from None
+
+
 @contextlib.contextmanager
-def audio_writer(path: str | Path, sample_rate: int, channels: int = 1, large: bool = False) -> Iterator[sf.SoundFile]:
+def audio_writer(path: str | Path, sample_rate: int, channels: int = 1,
+                 large: bool = False) -> Iterator[sf.SoundFile | StreamedWav]:
     """An audio file open for writing, in the format of ``path``'s suffix (:data:`WRITE_FORMATS`;
-    ``"-"``: WAV to stdout). ``large``: may pass 4 GB, so WAV is written as RF64.
+    ``"-"``: WAV streamed to stdout, :class:`StreamedWav`). ``large``: may pass 4 GB, so WAV is written as RF64.
 
     Samples go to a temporary file beside ``path`` that replaces it only once the ``with`` block
     ends without an error, so an interrupted write (Ctrl-C, a crash) leaves no truncated file and
-    an older file of that name stays intact; for stdout it is copied there at the end. Parent
-    folders are created. A path that cannot be written raises :class:`AudioError`.
+    an older file of that name stays intact. Parent folders are created. A path that cannot be
+    written raises :class:`AudioError`.
     """
-    to_stdout = str(path) == "-"
-    path = Path(tempfile.gettempdir(), f"speechs2s-stdout-{os.getpid()}.wav") if to_stdout else Path(path)
-    name = "<stdout>" if to_stdout else str(path)
+    if str(path) == "-":
+        yield StreamedWav(sys.stdout.buffer, sample_rate, channels)
+        return
+    path = Path(path)
+    name = str(path)
     suffix = path.suffix.lower().lstrip(".")
     if suffix not in WRITE_FORMATS:
         known = ", ".join(f".{known}" for known in WRITE_FORMATS)
@@ -212,13 +239,6 @@ def audio_writer(path: str | Path, sample_rate: int, channels: int = 1, large: b
             raise AudioError(f"{name}: cannot write audio ({(reason or one_line(error)).strip()})") from None
         with file:
             yield file
-    if to_stdout:
-        try:
-            with open(path, "rb") as written:
-                shutil.copyfileobj(written, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
-        finally:
-            path.unlink()
 
 
 def save_audio(path: str | Path, wav: torch.Tensor | np.ndarray, sample_rate: int) -> None:

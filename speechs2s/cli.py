@@ -493,7 +493,8 @@ def durations(manifest, out, model_name, feature_cache, device, threads):
 @click.argument("text", required=False)
 @click.option("--file", "text_file", type=click.Path(dir_okay=False, path_type=str), help="Read the text from this UTF-8 file.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str),
-              help="Audio file to write: .wav, .flac (16-bit), .ogg (Vorbis) or .mp3; - for WAV on stdout.")
+              help="Audio file to write: .wav, .flac (16-bit), .ogg (Vorbis) or .mp3; - for WAV on stdout, "
+                   "sent sentence by sentence as it is made (| aplay plays while the rest is synthesized).")
 @click.option("--model", "model_name", default="default", show_default=True,
               help="TTS checkpoint folder, training output folder or bundled model name.")
 @click.option("--vocoder", default="auto", show_default=True,
@@ -516,6 +517,7 @@ def speak(text, text_file, output, model_name, vocoder, plot_alignment, speed, p
 
     Long text is split into sentences, synthesized in batches and streamed to the file. The format
     follows the suffix; folders are created; the file appears only when complete (Ctrl-C leaves none).
+    With -o - the WAV goes to stdout as it is made, so a player starts with the first sentences.
 
     \b
     Example:

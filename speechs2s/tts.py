@@ -99,8 +99,8 @@ class TTS:
                            plot_sentences: int = 8, progress: bool = False, sample_rate: int | None = None,
                            pitch: float = 0.0) -> float:
         """Stream the speech of ``text`` into an audio file (format from the suffix: WAV, FLAC, OGG Vorbis,
-        MP3; ``"-"``: WAV on stdout) through :func:`~speechs2s.audio.audio_writer`, so that the file
-        appears only when complete; returns its duration in seconds. ``plot_alignment``: PNG of the first
+        MP3) through :func:`~speechs2s.audio.audio_writer`, so that the file appears only when complete
+        (``"-"``: WAV on stdout, each sentence sent as soon as it is made); returns its duration in seconds. ``plot_alignment``: PNG of the first
         ``plot_sentences`` sentences' alignment. ``progress``: a tqdm bar over sentences on stderr.
         ``sample_rate``: the file's rate (default the vocoder's); each sentence is resampled to it.
         ``pitch``: semitones up."""

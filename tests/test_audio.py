@@ -14,6 +14,7 @@ from speechs2s.audio import (
     AudioInfo,
     FeatureConfig,
     LogMel,
+    StreamedWav,
     audio_info,
     audio_writer,
     compute_stats,
@@ -234,6 +235,29 @@ def test_save_audio_to_stdout_and_load_audio_from_bytes(capsysbinary):
         load_audio(not_audio)
     with pytest.raises(AudioError, match=r"^<audio bytes>: empty \(0 bytes\)"):
         load_audio(io.BytesIO())
+
+
+def test_streamed_wav_sends_each_write_at_once():
+    class Pipe(io.BytesIO):
+        closed_by_reader = False
+
+        def write(self, data):
+            if self.closed_by_reader:
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(data)
+
+    pipe = Pipe()
+    out = StreamedWav(pipe, 16000)
+    assert len(pipe.getvalue()) == 44  # the header, before any sample
+    wav = tone(16000)[:, 0]
+    out.write(wav[:4000])
+    assert len(pipe.getvalue()) == 44 + 2 * 4000
+    out.write(wav[4000:])
+    loaded, rate = sf.read(io.BytesIO(pipe.getvalue()), dtype="float32")  # length "unknown": read to the end
+    assert rate == 16000 and out.frames == len(loaded) == len(wav) and np.abs(loaded - wav).max() < 1e-4
+    pipe.closed_by_reader = True
+    with pytest.raises(AudioError, match="^<stdout>: the program reading the audio stopped reading$"):
+        out.write(wav)
 
 
 def test_feature_config_round_trip():

@@ -501,6 +501,32 @@ def test_speak_to_stdout_and_unwritable_paths(tts_checkpoint, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a file", "a folder.wav"]
 
 
+def test_speak_to_stdout_sends_each_sentence_as_it_is_made(tts_checkpoint, monkeypatch):
+    """``speak -o - | aplay`` plays the first sentence while the next ones are synthesized."""
+    from speechs2s.tts import load_tts
+
+    tts, made, sent = load_tts(tts_checkpoint, "cpu", "griffin-lim"), [], []
+    tts.batch_size = 1
+    synthesize = tts._synthesize
+
+    def counted(sentences, pitch):
+        for utterance in synthesize(sentences, pitch):
+            made.append(utterance)
+            yield utterance
+
+    class Stdout(io.BytesIO):
+        def write(self, data):
+            sent.append((len(made), len(data)))
+            return super().write(data)
+
+    stdout = Stdout()
+    monkeypatch.setattr(tts, "_synthesize", counted)
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(stdout))
+    seconds = tts.synthesize_to_file("One sentence. Another one. And a third.", "-")
+    assert sent[0] == (0, 44) and sent[1][0] == 1  # the header at once; sentence one before sentence two is made
+    assert len(made) == 3 and abs(sf.info(io.BytesIO(stdout.getvalue())).duration - seconds) < 1e-3
+
+
 def test_speak_interrupted_leaves_no_file(tts_checkpoint, tmp_path, monkeypatch):
     """Ctrl-C after the first sentence: exit 130, no truncated file, an older file of that name intact."""
     from speechs2s.tts import TTS
