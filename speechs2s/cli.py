@@ -539,10 +539,31 @@ def speak(text, text_file, output, model_name, vocoder, plot_alignment, speed, p
         except (OSError, UnicodeDecodeError) as error:
             raise TextError(f"{text_file}: cannot read text ({error})") from None
     elif text == "-":
-        text = sys.stdin.read()
+        text = _stdin_pieces(sys.stdin) if output == "-" else sys.stdin.read()
     set_threads(threads)
     tts = load_tts(model_name, device, vocoder)
     tts.config.duration_scale, tts.pause_seconds = 1.0 / speed, sentence_silence
     seconds = tts.synthesize_to_file(text, output, plot_alignment=plot_alignment, progress=sys.stderr.isatty(),
                                      sample_rate=sample_rate, pitch=pitch)
     click.echo(f"wrote {seconds:.2f} s of speech to {'stdout' if output == '-' else output}", err=output == "-")
+
+
+def _stdin_pieces(stdin, wait: float = 0.2):
+    """Text from ``stdin`` as it arrives, in pieces: whatever has been read when no more comes within ``wait``
+    seconds (or at the end) is one piece, so that lines typed or generated into ``speak - -o -`` are spoken at once
+    (Piper's habit), while a file piped in is read as one text (its sentences batched, its wrapped lines joined)."""
+    import select
+
+    try:
+        stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file descriptor (tests, wrappers): all of it at once
+        yield stdin.read()
+        return
+    lines = []
+    for line in iter(stdin.readline, ""):
+        lines.append(line)
+        if not select.select([stdin], [], [], wait)[0]:
+            yield "".join(lines)
+            lines = []
+    if lines:
+        yield "".join(lines)

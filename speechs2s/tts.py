@@ -95,40 +95,60 @@ class TTS:
         wav = np.concatenate(list(self._joined(u.wav for u in utterances)))
         return wav, self.sample_rate, torch.block_diag(*[u.alignment.float().cpu() for u in utterances])
 
-    def synthesize_to_file(self, text: str, path: str | Path, plot_alignment: str | Path | None = None,
+    def synthesize_to_file(self, text: str | Iterable[str], path: str | Path, plot_alignment: str | Path | None = None,
                            plot_sentences: int = 8, progress: bool = False, sample_rate: int | None = None,
                            pitch: float = 0.0) -> float:
         """Stream the speech of ``text`` into an audio file (format from the suffix: WAV, FLAC, OGG Vorbis,
         MP3) through :func:`~speechs2s.audio.audio_writer`, so that the file appears only when complete
-        (``"-"``: WAV on stdout, each sentence sent as soon as it is made); returns its duration in seconds. ``plot_alignment``: PNG of the first
-        ``plot_sentences`` sentences' alignment. ``progress``: a tqdm bar over sentences on stderr.
-        ``sample_rate``: the file's rate (default the vocoder's); each sentence is resampled to it.
-        ``pitch``: semitones up."""
+        (``"-"``: WAV on stdout, each sentence sent as soon as it is made); returns its duration in seconds.
+        ``text`` may also be pieces of text as they arrive (lines read from a pipe): each is spoken once it is
+        there, and one without anything to speak is passed over (:class:`TextError` if none has any).
+        ``plot_alignment``: PNG of the first ``plot_sentences`` sentences' alignment. ``progress``: a tqdm bar
+        over sentences on stderr. ``sample_rate``: the file's rate (default the vocoder's); each sentence is
+        resampled to it. ``pitch``: semitones up."""
         from tqdm import tqdm
 
-        sentences = self.sentences(text)  # raises before the file is created
-        alignments = []
+        if isinstance(text, str):
+            sentences = self.sentences(text)  # raises before the file is created
+            batches, total, large = [sentences], len(sentences), len(text) > 500_000
+        else:
+            batches, total, large = (self._speakable(piece) for piece in text), None, False
+        alignments, count = [], 0
 
         def wavs():
-            for utterance in tqdm(self._synthesize(sentences, pitch), total=len(sentences), unit="sentence", disable=not progress):
-                if len(alignments) < plot_sentences:
-                    alignments.append(utterance.alignment.float().cpu())
-                yield utterance.wav
+            nonlocal count
+            with tqdm(total=total, unit="sentence", disable=not progress) as bar:
+                for sentences in batches:
+                    for utterance in self._synthesize(sentences, pitch):
+                        if len(alignments) < plot_sentences:
+                            alignments.append(utterance.alignment.float().cpu())
+                        count += 1
+                        bar.update()
+                        yield utterance.wav
 
         rate = sample_rate or self.sample_rate
         # A WAV file ends at 4 GB (27 h at 22 kHz); text this long (roughly 9 h of speech) gets RF64.
-        with audio_writer(path, rate, large=len(text) > 500_000) as out:
+        with audio_writer(path, rate, large=large) as out:
             for piece in self._joined(wavs()):
                 if rate != self.sample_rate:
                     piece = torchaudio.functional.resample(torch.from_numpy(piece), self.sample_rate, rate).numpy()
                 out.write(piece)
+            if not count:
+                raise TextError("nothing to speak in the text read: it has no words or numbers this model reads")
             frames = out.frames
         if plot_alignment is not None:
             from speechs2s.plots import plot_alignment as plot
 
-            shown = f"first {len(alignments)} of {len(sentences)} sentences" if len(sentences) > len(alignments) else None
+            shown = f"first {len(alignments)} of {count} sentences" if count > len(alignments) else None
             plot(torch.block_diag(*alignments), plot_alignment, title=shown)
         return frames / rate
+
+    def _speakable(self, text: str) -> list[str]:
+        """The speakable sentences of ``text``, none (not an error) if it has none."""
+        try:
+            return self.sentences(text)
+        except TextError:
+            return []
 
 
 def load_tts(name_or_path: str | Path = "default", device: str | torch.device | None = None,

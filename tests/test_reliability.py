@@ -527,6 +527,39 @@ def test_speak_to_stdout_sends_each_sentence_as_it_is_made(tts_checkpoint, monke
     assert len(made) == 3 and abs(sf.info(io.BytesIO(stdout.getvalue())).duration - seconds) < 1e-3
 
 
+def test_speak_reads_a_live_pipe_line_by_line(tts_checkpoint):
+    """``producer | speak - -o - | aplay``: a line is spoken while the next one has not been written yet."""
+    import select
+
+    process = subprocess.Popen([sys.executable, "-m", "speechs2s", "speak", "-", "-o", "-", "--model", str(tts_checkpoint),
+                                "--device", "cpu", "--threads", "1", "--vocoder", "griffin-lim"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdin.write(b"Hello there.\n")
+    process.stdin.flush()
+    received = b""
+    while len(received) <= 44 and select.select([process.stdout], [], [], 60)[0]:  # header, then the first line's audio
+        received += os.read(process.stdout.fileno(), 1 << 16)
+    assert len(received) > 44
+    process.stdin.write(b"And here is a second line.\n")
+    process.stdin.close()
+    received += process.stdout.read()
+    assert process.wait(60) == 0 and b"wrote " in process.stderr.read()
+    wav, rate = sf.read(io.BytesIO(received))
+    assert len(wav) / rate > 0.4
+
+
+def test_synthesize_pieces_passes_over_those_without_words(tts_checkpoint, tmp_path):
+    from speechs2s.errors import TextError
+    from speechs2s.tts import load_tts
+
+    tts = load_tts(tts_checkpoint, "cpu", "griffin-lim")
+    seconds = tts.synthesize_to_file(iter(["...\n", "Hello there.\n", "\n"]), tmp_path / "a.wav")
+    assert seconds > 0 and abs(sf.info(str(tmp_path / "a.wav")).duration - seconds) < 1e-3
+    with pytest.raises(TextError, match="^nothing to speak in the text read"):
+        tts.synthesize_to_file(iter(["...\n", " \n"]), tmp_path / "b.wav")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]
+
+
 def test_speak_interrupted_leaves_no_file(tts_checkpoint, tmp_path, monkeypatch):
     """Ctrl-C after the first sentence: exit 130, no truncated file, an older file of that name intact."""
     from speechs2s.tts import TTS
