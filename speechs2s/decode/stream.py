@@ -151,7 +151,7 @@ class Stream:
         if self.endpoint_silence is None or not len(self.enc):
             return None
         pause = self.blank_run * self.frame_seconds
-        if ((self.partial and pause >= self.endpoint_silence) or pause >= IDLE_SECONDS
+        if (pause >= (self.endpoint_silence if self.partial else IDLE_SECONDS)
                 or len(self.enc) * self.frame_seconds >= self.asr.vad.max_segment_seconds):
             return len(self.enc) - self.blank_run // 2
         return None
