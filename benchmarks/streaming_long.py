@@ -6,7 +6,7 @@
 The manifest's utterances, joined with ``--pause`` seconds of faint noise between them, make one stream
 (joe-lj dev second half: about 8 minutes), fed in 0.1 s blocks as fast as it decodes, twice:
 
-- with endpointing (the default, ``endpoint_silence`` 1 s): the stream is cut into segments at pauses;
+- with endpointing (the default ``endpoint_silence``, 1 s): the stream is cut into segments at pauses;
 - without (``endpoint_silence=None``): one utterance, each chunk re-encoding all the audio before it; stopped
   once a minute of audio took longer than a minute to decode (it can no longer keep up with real time).
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from speechs2s.asr import load_asr
+from speechs2s.asr import DEFAULT_ENDPOINT_SILENCE, load_asr
 from speechs2s.audio import load_audio
 from speechs2s.metrics import wer
 
@@ -77,7 +77,7 @@ def main():
     reference = " ".join(e["text"] for e in entries)
     offline = " ".join(t.text for t in asr.transcribe(wavs, sample_rate=rate))
     results = {"offline_wer": round(wer([reference], [offline]), 4)}
-    for name, endpoint in [("endpointing", 1.0), ("one_utterance", None)]:
+    for name, endpoint in [("endpointing", DEFAULT_ENDPOINT_SILENCE), ("one_utterance", None)]:
         run = run_stream(asr, stream_wav, args.chunk_size, endpoint)
         if "text" in run:
             run["wer"] = round(wer([reference], [run.pop("text")]), 4)

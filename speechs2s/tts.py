@@ -53,8 +53,7 @@ class TTS:
         """The speakable sentences of ``text``; raises TextError when there are none."""
         if not isinstance(text, str):
             raise TextError(f"text must be a string, got {type(text).__name__}")
-        sentences = [s for s in split_sentences(text, self.max_sentence_chars)
-                     if re.search("[a-z]", self.tokenizer.normalize(s))]
+        sentences = self._speakable(text)
         if not sentences:
             shown = text.strip()[:40] + ("..." if len(text.strip()) > 40 else "")
             reason = ("its letters are not in the Latin alphabet this model reads" if any(c.isalpha() for c in text)
@@ -144,11 +143,8 @@ class TTS:
         return frames / rate
 
     def _speakable(self, text: str) -> list[str]:
-        """The speakable sentences of ``text``, none (not an error) if it has none."""
-        try:
-            return self.sentences(text)
-        except TextError:
-            return []
+        """The sentences of ``text`` that have something to speak (possibly none)."""
+        return [s for s in split_sentences(text, self.max_sentence_chars) if re.search("[a-z]", self.tokenizer.normalize(s))]
 
 
 def load_tts(name_or_path: str | Path = "default", device: str | torch.device | None = None,

@@ -126,9 +126,11 @@ def test_cli_hotwords_options(checkpoint, corpora, tmp_path):  # noqa: F811
     assert result.exit_code == 0 and "WER" in result.stdout
 
 
-def test_cli_default_bonus_and_beam_are_the_library_defaults():
+def test_cli_defaults_are_the_library_defaults():
     from speechs2s import cli
+    from speechs2s.asr import DEFAULT_ENDPOINT_SILENCE
     from speechs2s.decode.hotwords import DEFAULT_BONUS
 
     assert cli.DEFAULT_HOTWORD_BONUS == DEFAULT_BONUS  # cli.py restates them so that --help does not import torch
     assert cli.DEFAULT_BEAM == DecodeConfig().beam_size
+    assert cli.DEFAULT_ENDPOINT_SILENCE == DEFAULT_ENDPOINT_SILENCE
