@@ -66,7 +66,7 @@ def main():
                 batch = collate_tts([VarianceTTSDataset(entries, tokenizer)[i] for i in range(len(entries))])
             else:
                 batch["durations"] = durations
-            teacher_forced = model.denormalize(model._predict_with_durations(batch)[1])
+            teacher_forced = model.aligned_mels(batch)
         else:
             _, _, (before, _, _) = model._teacher_forced(batch)
             teacher_forced = model.denormalize(model.refine(before, batch["mel_lengths"]))

@@ -461,15 +461,24 @@ def _floats(text: str, option: str) -> list[float]:
         raise ConfigError(f"{option}: expected comma-separated numbers, got {text!r}") from None
 
 
+def _recordings_options(command):
+    """The options of the commands that run a TTS model over a manifest's recordings (durations, aligned-mels)."""
+    for option in reversed([
+        click.option("--feature-cache", type=click.Path(file_okay=False, path_type=str),
+                     help="Folder of cached mels and pitch (a training run's data.feature_cache) to read and fill."),
+        click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
+        click.option("--threads", type=click.IntRange(min=1), help=THREADS_HELP),
+    ]):
+        command = option(command)
+    return command
+
+
 @main.command()
 @click.argument("manifest", type=click.Path(dir_okay=False, path_type=str))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--model", "model_name", default="tts-transformer", show_default=True,
               help="Trained attention TTS (Transformer-TTS or Tacotron2): checkpoint folder, training output folder or bundled name.")
-@click.option("--feature-cache", type=click.Path(file_okay=False, path_type=str),
-              help="Folder of cached mels (a training run's data.feature_cache) to read and fill.")
-@click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")
-@click.option("--threads", type=click.IntRange(min=1), help=THREADS_HELP)
+@_recordings_options
 def durations(manifest, out, model_name, feature_cache, device, threads):
     """Copy MANIFEST to OUT with the mel frames per token of every entry (FastSpeech's targets).
 
@@ -487,6 +496,34 @@ def durations(manifest, out, model_name, feature_cache, device, threads):
     written, skipped = write_durations(manifest, out, model_name, device, feature_cache,
                                        progress=sys.stderr.isatty())
     click.echo(f"wrote {written} entries with durations to {out}" + (f" ({skipped} skipped, see the log)" if skipped else ""))
+
+
+@main.command("aligned-mels")
+@click.argument("manifest", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=str))
+@click.option("--model", "model_name", default="default", show_default=True,
+              help="FastSpeech or FastSpeech 2: checkpoint folder, training output folder or bundled name.")
+@_recordings_options
+def aligned_mels(manifest, out_dir, model_name, feature_cache, device, threads):
+    """Write the mels a FastSpeech model makes on MANIFEST's own durations to OUT_DIR, with OUT_DIR/manifest.jsonl.
+
+    MANIFEST needs durations ('speechs2s durations'). A vocoder fine-tuned on OUT_DIR/manifest.jsonl learns to turn
+    this model's mels into the recorded audio.
+
+    \b
+    Example:
+      speechs2s aligned-mels data/joe_train_durations.jsonl data/aligned_train --model default
+      speechs2s train configs/vocoder_vocos_tiny.yaml --set data.train=data/aligned_train/manifest.jsonl \\
+        --set trainer.init_from=speechs2s/pretrained/tts-default/vocoder
+    """
+    from speechs2s.data.durations import write_aligned_mels
+    from speechs2s.utils import set_threads
+
+    set_threads(threads)
+    written, skipped = write_aligned_mels(manifest, out_dir, model_name, device, feature_cache,
+                                          progress=sys.stderr.isatty())
+    click.echo(f"wrote the mels of {written} entries and {out_dir}/manifest.jsonl"
+               + (f" ({skipped} skipped, see the log)" if skipped else ""))
 
 
 @main.command()

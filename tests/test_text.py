@@ -54,7 +54,7 @@ NORMALIZE_TEXT_CASES = [
     ("in 5 minutes, $5 m", "in five minutes, five dollars m"),  # "in" and currency amounts are not units
     # Roman numerals: after a numbering word a cardinal, after a name a regnal ordinal
     ("Henry VIII met Elizabeth II and Louis XIV.", "henry the eighth met elizabeth the second and louis the fourteenth."),
-    ("Elizabeth I. Then I went; Malcolm X and Washington DC.", "elizabeth the first. then i went; malcolm x and washington dc."),
+    ("Elizabeth I. Then I went; Malcolm X and Washington DC.", "elizabeth the first. then i went; malcolm x and washington d c."),
     ("Chapter IV, part I, Act V, World War II, CHAPTER XL, Appendix C", "chapter four, part one, act five, world war two, chapter forty, appendix c"),
     # fractions (not "24/7" or "9/11"), ranges and scores, decades, hyphens next to digits, dashes
     ("Add 2 1/2 cups, 3/4 of it, 1/2, 2/3 or 1 1/4; open 24/7 since 9/11.",
@@ -63,6 +63,10 @@ NORMALIZE_TEXT_CASES = [
     ("the '90s, the 80s and the 1960s", "the nineties, the eighties and the nineteen sixties"),
     ("COVID-19, an F-16 and 3-D glasses; 3rd-party", "covid nineteen, an f sixteen and three d glasses; third party"),
     ("well - maybe -- or not", "well, maybe, or not"),
+    # initialisms: a two-letter one is spelled (the letter A as "ay", not the article), a word in capitals is not
+    ("The UN and the US met; AI is here.", "the u n and the u s met; ay i is here."),
+    ("I said NO, OK? Plan A. A, B, C; the CEO's ID", "i said no, ok? plan ay. ay, b, c; the ceo's i d"),
+    ("STOP IT NOW", "stop it now"),
 ]
 
 
@@ -77,6 +81,7 @@ def test_normalize_text(written, spoken):
     ("'quoted' words and the dogs' bowls", "quoted words and the dogs bowls"),
     ("Dr. Smith paid $5.", "doctor smith paid five dollars"),
     ("rock-n-roll (live)", "rock n roll live"),
+    ("The UN and the US, plan A.", "the un and the us plan a"),  # words as written
     ("", ""),
     ("\U0001f600!!", ""),
 ])

@@ -5,6 +5,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -329,3 +330,32 @@ def test_flow_sharpener_trains_on_detached_postnet_output_and_synthesises_the_sa
         model.config.flow_steps = 0
         plain = model.generate(tokens, token_lengths)[0]
     assert plain.shape == first.shape and not torch.allclose(plain, first)
+
+
+def test_aligned_mels_are_in_step_with_the_recordings_and_feed_the_vocoder(variance_entries, tmp_path):
+    """``speechs2s aligned-mels``: the bundled FastSpeech 2's mels on each recording's own durations, one ``.npy``
+    per entry with the recording's frame count; a vocoder piece pairs the recording's samples with those frames."""
+    from click.testing import CliRunner
+
+    from speechs2s.cli import main
+    from speechs2s.data.datasets import VocoderDataset
+    from speechs2s.data.manifest import read_manifest, write_manifest
+
+    entries, _ = variance_entries
+    write_manifest(tmp_path / "d.jsonl", entries)
+    runner = CliRunner()
+    result = runner.invoke(main, ["aligned-mels", str(tmp_path / "d.jsonl"), str(tmp_path / "out"), "--threads", "1"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    written = read_manifest(tmp_path / "out" / "manifest.jsonl")
+    assert [entry["id"] for entry in written] == [entry["id"] for entry in entries]
+    dataset = VocoderDataset(written, segment_frames=16)
+    for index, entry in enumerate(written):
+        wav, given = load_audio(entry["audio"], SR), torch.from_numpy(np.load(entry["mel"])).float()
+        real = LogMel(TTS_FEATURES)(wav)
+        assert given.shape == real.shape and given.isfinite().all() and not torch.allclose(given, real, atol=0.1)
+        item = dataset[index]
+        first = next(f for f in range(len(real)) if torch.equal(wav[f * HOP:(f + 16) * HOP], item["wav"]))
+        assert torch.equal(item["mel"], given[first:first + 16])
+
+    result = runner.invoke(main, ["aligned-mels", str(tmp_path / "d.jsonl"), str(tmp_path / "x"), "--model", "tts-transformer"])
+    assert result.exit_code == 1 and result.output.startswith("error: tts-transformer: aligned mels come from a FastSpeech")

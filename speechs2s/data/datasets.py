@@ -264,6 +264,8 @@ class VocoderDataset(AudioDataset):
     slice of the whole utterance's mel: frame ``i`` of the piece is centred on its sample ``i * hop_length``
     (a decoder that seeks inexactly, as libsndfile's Vorbis by up to a few hundred samples, moves the
     piece, never this pairing). Utterances shorter than a piece are read whole and zero-padded.
+    An entry with ``mel`` (a ``.npy`` of the whole utterance's ``(frames, M)`` log-mels, as
+    :func:`~speechs2s.data.durations.write_aligned_mels` writes them) gives its frames instead of the recording's.
     """
 
     def __init__(
@@ -287,7 +289,9 @@ class VocoderDataset(AudioDataset):
         first = int(torch.randint(max(0, total - samples) // hop + 1, (), generator=generator))
         if total > samples:
             context = -(-self.features.n_fft // 2 // hop)  # frames either side that the STFT windows reach
-            start, end = max(0, first - context), (first + self.segment_frames + context) * hop
+            # given mels are paired by position, so decode from the start: a seek can be inexact (see above)
+            start = 0 if "mel" in entry else max(0, first - context)
+            end = (first + self.segment_frames + context) * hop
             item = self._piece(entry, start, end if end < total else None, first - start)
             if item is None or len(item["wav"]) == samples:
                 return item
@@ -304,6 +308,9 @@ class VocoderDataset(AudioDataset):
         wav = torch.nn.functional.pad(wav, (0, max(0, pad_to - wav.numel())))
         first = min(first, (wav.numel() - self.segment_frames * hop) // hop)
         mel = self.log_mel(wav)[first : first + self.segment_frames]
+        if "mel" in entry:  # the given mels where they reach (past the recording's end, the padding's own)
+            given = np.load(entry["mel"], mmap_mode="r")[start + first : start + first + self.segment_frames]
+            mel[:len(given)] = torch.from_numpy(given.astype(np.float32))
         return {"id": entry["id"], "wav": wav[first * hop : (first + self.segment_frames) * hop], "mel": mel}
 
 

@@ -203,11 +203,22 @@ class FastSpeech(TransformerTextEncoder, AcousticModel):
         before, step_lengths, alignment = self.decode(memory, steps)
         lengths = step_lengths * self.reduction_factor
         before = before * sequence_mask(lengths, before.size(1))[..., None]
-        mels, c = self.refine(before, lengths), self.config
+        return self._finish(self.refine(before, lengths), lengths), lengths, alignment
+
+    @torch.no_grad()
+    def aligned_mels(self, batch: dict) -> torch.Tensor:
+        """The log-mels ``(B, T, M)`` the model makes on a training ``batch``'s durations (and, for FastSpeech 2,
+        its pitch and energy): frame for frame in step with the recordings (``T`` = ``batch["mels"]``'s), the
+        inputs on which a vocoder learns this model's mels (``speechs2s aligned-mels``)."""
+        return self._finish(self._predict_with_durations(batch)[1], batch["mel_lengths"])
+
+    def _finish(self, mels: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The postnet's normalised output ``(B, T, M)`` -> log-mels, redrawn by the flow (noise of a fixed seed) if any."""
+        c = self.config
         if self.flow is not None and c.flow_steps > 0:
             noise_seed = torch.Generator(mels.device).manual_seed(0)
             mels = self.flow.sample(mels, lengths, c.flow_steps, c.flow_temperature, noise_seed)
-        return self.denormalize(mels), lengths, alignment
+        return self.denormalize(mels)
 
     @torch.no_grad()
     def validation_extras(self, batch: dict):

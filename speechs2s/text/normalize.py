@@ -4,7 +4,8 @@
 dates (``12/25/2023``, ``2023-12-25``, ``Jan 5th``), phone numbers (``555-1234``, digit by digit), fractions
 (``2 1/2`` -> "two and a half"), ranges and scores (``10-20`` -> "ten to twenty"), units
 (``5 km``, ``3 kg``), Roman numerals (``chapter IV`` -> "chapter four", ``Henry VIII`` -> "henry the
-eighth") and common abbreviations become words (number words from ``num2words``); unicode quotes, dashes and accents become ASCII; the result is
+eighth") and common abbreviations become words (number words from ``num2words``); two-letter initialisms
+in capitals are spelled (``the UN`` -> "the u n", the letter A as "ay"; ASR text keeps them as written); unicode quotes, dashes and accents become ASCII; the result is
 lowercase ``a-z``, space, ``'`` and the punctuation ``, . ? ! - : ;`` (kept as prosody cues).
 ``normalize_for_asr`` goes on to keep only ``a-z``, ``'`` and single spaces; ASR tokenizers, WER
 scoring and benchmarks all compare text in that form.
@@ -320,10 +321,30 @@ def _expand_numbers(text: str) -> str:
 
 
 _SYMBOLS = {"%": " percent ", "&": " and ", "+": " plus ", "=": " equals ", "@": " at ", "°": " degrees "}
+# two-letter words said as words even in capitals ("I said NO", "OK"); any other is an initialism ("UN", "AI", "US")
+_WORDS_IN_CAPITALS = frozenset("ah an as at be by do eh go ha he hi if in is lo me my no of oh ok on or ow so to uh "
+                               "um up we yo".split())
 
 
-def normalize_text(text: str) -> str:
-    """Written text -> spoken-form text for TTS (see module docstring). Lowercase, ASCII."""
+def _spell_initialisms(text: str) -> str:
+    """In text that is not all capitals, a two-letter word in capitals that is no word ("the UN", "AI", "ID") is said
+    letter by letter, as is a capital A alone before punctuation ("plan A.", "A, B, C"). The letter A is written "ay",
+    its name in the pronunciation dictionary, where "a" is the article. Longer capitals are left to the dictionary,
+    which has most initialisms ("FBI") and acronyms ("NASA") and tells them from emphasis ("NOT")."""
+    if not re.search(r"[a-z]", text):
+        return text  # a heading or shouting: words
+
+    def spell(match: re.Match) -> str:
+        word = match.group()
+        return word if word.lower() in _WORDS_IN_CAPITALS else " ".join("ay" if c == "A" else c for c in word)
+
+    text = re.sub(r"\b[A-Z]{2}\b", spell, text)
+    return re.sub(r"\bA\b(?=\s*(?:[,.;:!?]|$))", "ay", text)
+
+
+def normalize_text(text: str, spell_initialisms: bool = True) -> str:
+    """Written text -> spoken-form text for TTS (see module docstring). Lowercase, ASCII.
+    ``spell_initialisms``: see :func:`_spell_initialisms` (ASR text keeps the words as written)."""
     text = _to_ascii(text)
     text = _expand_dates(text)
     text = _expand_units(text)
@@ -332,6 +353,8 @@ def normalize_text(text: str) -> str:
     text = _expand_numbers(text)
     for symbol, words in _SYMBOLS.items():
         text = text.replace(symbol, words)
+    if spell_initialisms:
+        text = _spell_initialisms(text)
     text = text.lower()
     text = re.sub(r"\.{2,}", ".", text)
     text = re.sub(r"[^a-z' ,.?!:;-]", " ", text)
@@ -343,6 +366,6 @@ def normalize_text(text: str) -> str:
 
 def normalize_for_asr(text: str) -> str:
     """:func:`normalize_text`, then only ``a-z``, ``'`` inside words, and single spaces."""
-    text = re.sub(r"[^a-z']", " ", normalize_text(text))
+    text = re.sub(r"[^a-z']", " ", normalize_text(text, spell_initialisms=False))
     text = re.sub(r"(?<![a-z])'|'(?![a-z])", " ", text)
     return " ".join(text.split())
