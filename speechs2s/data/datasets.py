@@ -277,6 +277,7 @@ class VocoderDataset(AudioDataset):
     ):
         super().__init__(entries_or_path, features, seed=seed)
         self.segment_frames = segment_frames
+        self.context_frames = -(-features.n_fft // 2 // features.hop_length)  # frames either side the STFT reaches
 
     @property
     def lengths(self) -> list[int]:
@@ -288,10 +289,9 @@ class VocoderDataset(AudioDataset):
         total = round(entry["duration"] * self.features.sample_rate)
         first = int(torch.randint(max(0, total - samples) // hop + 1, (), generator=generator))
         if total > samples:
-            context = -(-self.features.n_fft // 2 // hop)  # frames either side that the STFT windows reach
             # given mels are paired by position, so decode from the start: a seek can be inexact (see above)
-            start = 0 if "mel" in entry else max(0, first - context)
-            end = (first + self.segment_frames + context) * hop
+            start = 0 if "mel" in entry else max(0, first - self.context_frames)
+            end = (first + self.segment_frames + self.context_frames) * hop
             item = self._piece(entry, start, end if end < total else None, first - start)
             if item is None or len(item["wav"]) == samples:
                 return item
@@ -307,7 +307,9 @@ class VocoderDataset(AudioDataset):
             return None
         wav = torch.nn.functional.pad(wav, (0, max(0, pad_to - wav.numel())))
         first = min(first, (wav.numel() - self.segment_frames * hop) // hop)
-        mel = self.log_mel(wav)[first : first + self.segment_frames]
+        lo = max(0, first - self.context_frames)  # the STFT of the segment and its context only
+        mel = self.log_mel(wav[lo * hop : (first + self.segment_frames + self.context_frames) * hop])
+        mel = mel[first - lo : first - lo + self.segment_frames]
         if "mel" in entry:  # the given mels where they reach (past the recording's end, the padding's own)
             given = np.load(entry["mel"], mmap_mode="r")[start + first : start + first + self.segment_frames]
             mel[:len(given)] = torch.from_numpy(given.astype(np.float32))
